@@ -1,0 +1,62 @@
+"""Entry point of the ``backstream`` command: parses arguments and runs one command module.
+
+Each command module exposes ``NAME``, ``HELP``, ``configure(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from backstream.errors import BackstreamError
+from backstream.version import __version__
+
+COMMANDS: tuple[str, ...] = (
+    "backstream.cli.cmd_plugins",
+)
+"""Command modules, in the order ``--help`` lists them."""
+
+
+def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backstream",
+        description="Streaming backup and point-in-time recovery for PostgreSQL, MySQL/MariaDB and SQLite.",
+    )
+    parser.add_argument("--version", action="version", version=f"backstream {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in modules:
+        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns (and, as a script, exits with) the process exit code."""
+    modules = [importlib.import_module(name) for name in COMMANDS]
+    parser = build_parser(modules)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args._run(args)
+        return code
+    except BackstreamError as exc:
+        print(f"backstream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("backstream: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The one error hierarchy of backstream, rooted at BackstreamError.
+
+Plugins translate driver errors into these at their boundary; the CLI prints one line per error.
+"""
+
+from __future__ import annotations
+
+
+class BackstreamError(Exception):
+    """Base of every error a user can cause or meet; its message is the one line the CLI prints."""
+
+    exit_code: int = 1
+
+
+class ConfigError(BackstreamError):
+    """Bad configuration or command-line input."""
+
+    exit_code = 2
+
+
+class PluginError(BackstreamError):
+    """A plugin failed to load, register or validate."""
+
+
+class UnknownPluginError(PluginError):
+    """A plugin name that no registered plugin provides."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(PluginError):
+    """A plugin needs an optional dependency that is not installed; the message names the extra."""
+
+
+class SourceError(BackstreamError):
+    """The data source (database, dump tool, file) failed."""
+
+
+class StorageError(BackstreamError):
+    """The storage backend failed or is unreachable."""
+
+
+class RepositoryError(BackstreamError):
+    """The repository is missing, locked, or not in the expected state."""
+
+
+class IntegrityError(BackstreamError):
+    """Stored data does not match what was written: tampered, truncated or corrupt."""
+
+    exit_code = 3
+
+
+class KeyProviderError(BackstreamError):
+    """A key could not be wrapped or unwrapped (wrong passphrase, wrong key, KMS failure)."""
+
+
+class VerificationError(BackstreamError):
+    """A restored database failed verification."""
+
+
+def missing_dependency(module: str, extra: str) -> MissingDependencyError:
+    """The error for an optional module that is not installed, with the install hint."""
+    return MissingDependencyError(
+        f"the Python module {module!r} is not installed; install it with: pip install 'backstream[{extra}]'"
+    )

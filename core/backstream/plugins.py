@@ -1,0 +1,200 @@
+"""The plugin manager factory and the typed facade the rest of backstream calls hooks through.
+
+No manager exists at import time: ``Plugins.load()`` builds one (built-ins, then entry points).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pluggy
+
+from backstream import hookspecs
+from backstream.errors import ConfigError, PluginError
+from backstream.events import JobFailed, JobFinished, JobStarted
+from backstream.protocols import (
+    Check,
+    CipherFactory,
+    CompressorFactory,
+    KeyProvider,
+    Notifier,
+    SourceFactory,
+    Storage,
+    StorageFactory,
+)
+from backstream.registry import Entry, Registry
+from backstream.version import __version__
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "backstream"
+AUTOLOAD_SWITCH = "BACKSTREAM_DISABLE_PLUGIN_AUTOLOAD"
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "backstream_plugins.compress.none",
+    "backstream_plugins.compress.gzip",
+    "backstream_plugins.compress.bz2",
+    "backstream_plugins.compress.xz",
+    "backstream_plugins.compress.zstd",
+    "backstream_plugins.compress.lz4",
+    "backstream_plugins.storage.fsspec_store",
+)
+"""The built-in plugins, by dotted module name; the core imports nothing else of them."""
+
+FAMILIES: dict[str, str] = {
+    "source": "backstream_register_sources",
+    "compressor": "backstream_register_compressors",
+    "cipher": "backstream_register_ciphers",
+    "kms": "backstream_register_kms",
+    "storage": "backstream_register_storage",
+    "check": "backstream_register_checks",
+    "notifier": "backstream_register_notifiers",
+}
+"""Plugin family -> the registration hook that fills its registry."""
+
+
+def autoload_disabled() -> bool:
+    """True when ``BACKSTREAM_DISABLE_PLUGIN_AUTOLOAD`` asks to skip third-party plugins."""
+    return os.environ.get(AUTOLOAD_SWITCH, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def make_plugin_manager(
+    *,
+    autoload: bool | None = None,
+    extra_plugins: Sequence[object] = (),
+    defaults: Sequence[str] = DEFAULT_PLUGINS,
+) -> pluggy.PluginManager:
+    """Build a manager: hookspecs, built-in plugins, the ``backstream`` entry points (unless
+    disabled), then ``extra_plugins``; finally ``check_pending()`` rejects misspelled hooks."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for dotted in defaults:
+        try:
+            module = importlib.import_module(dotted)
+        except ImportError as exc:
+            raise PluginError(f"built-in plugin {dotted!r} cannot be imported: {exc}") from exc
+        pm.register(module, name=dotted)
+    if autoload is None:
+        autoload = not autoload_disabled()
+    if autoload:
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a third-party plugin failed to import
+            raise PluginError(f"a plugin from the {ENTRY_POINT_GROUP!r} entry-point group failed to load: {exc}") from exc
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+    return pm
+
+
+class Plugins:
+    """Typed access to the registries and lifecycle hooks; callers never touch ``pm.hook``."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._registries: dict[str, Registry[Any]] = {}
+        self._versions = {id(plugin): dist.version for plugin, dist in pm.list_plugin_distinfo()}
+        self._dists = {id(plugin): dist.project_name for plugin, dist in pm.list_plugin_distinfo()}
+
+    @classmethod
+    def load(cls, *, autoload: bool | None = None, extra_plugins: Sequence[object] = ()) -> Plugins:
+        """Build a manager with the defaults (see ``make_plugin_manager``) and wrap it."""
+        return cls(make_plugin_manager(autoload=autoload, extra_plugins=extra_plugins))
+
+    # --- registries ------------------------------------------------------------------------
+
+    def registry(self, family: str) -> Registry[Any]:
+        """The registry of one family (``source``, ``compressor``, ...), collected once."""
+        if family not in FAMILIES:
+            raise ConfigError(f"unknown plugin family {family!r} (known: {', '.join(FAMILIES)})")
+        if family not in self._registries:
+            self._registries[family] = self._collect(family)
+        return self._registries[family]
+
+    def sources(self) -> Registry[SourceFactory]:
+        return self.registry("source")
+
+    def compressors(self) -> Registry[CompressorFactory]:
+        return self.registry("compressor")
+
+    def ciphers(self) -> Registry[CipherFactory]:
+        return self.registry("cipher")
+
+    def kms(self) -> Registry[KeyProvider]:
+        return self.registry("kms")
+
+    def storages(self) -> Registry[StorageFactory]:
+        return self.registry("storage")
+
+    def checks(self) -> Registry[Check]:
+        return self.registry("check")
+
+    def notifiers(self) -> Registry[Notifier]:
+        return self.registry("notifier")
+
+    def entries(self) -> list[Entry[Any]]:
+        """Every registered plugin object of every family, for ``backstream plugins``."""
+        return [entry for family in FAMILIES for entry in self.registry(family)]
+
+    def open_storage(self, url: str, **options: Any) -> Storage:
+        """Open ``url`` with the storage plugin that claims its protocol (else a ``"*"`` one)."""
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        registry = self.storages()
+        chosen: Entry[StorageFactory] | None = None
+        for entry in registry:
+            if protocol in entry.factory.protocols:
+                chosen = entry
+                break
+            if "*" in entry.factory.protocols and chosen is None:
+                chosen = entry
+        if chosen is None:
+            raise ConfigError(f"no storage plugin serves {protocol}:// URLs")
+        return registry.get(chosen.name).open(url, options)
+
+    # --- lifecycle events -------------------------------------------------------------------
+
+    def job_started(self, event: JobStarted) -> None:
+        self._notify(self.pm.hook.backstream_job_started, event)
+
+    def job_finished(self, event: JobFinished) -> None:
+        self._notify(self.pm.hook.backstream_job_finished, event)
+
+    def job_failed(self, event: JobFailed) -> None:
+        self._notify(self.pm.hook.backstream_job_failed, event)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _notify(self, hook: Any, event: object) -> None:
+        for impl in hook.get_hookimpls():
+            try:
+                _call(impl, event=event)
+            except Exception:  # a listener must never break the job it listens to
+                log.exception("plugin %s failed in %s", impl.plugin_name, hook.name)
+
+    def _collect(self, family: str) -> Registry[Any]:
+        registry: Registry[Any] = Registry(family)
+        hook = getattr(self.pm.hook, FAMILIES[family])
+        for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+            provider = self._dists.get(id(impl.plugin), impl.plugin_name)
+            version = self._versions.get(id(impl.plugin), __version__)
+            try:
+                _call(impl, register=registry.register(provider, version))
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r} failed to register its {family}s: {exc}") from exc
+        return registry
+
+
+def _call(impl: Any, **kwargs: Any) -> object:
+    """Call one hook implementation with the arguments it asked for (pluggy's opt-in arguments)."""
+    function: Callable[..., object] = impl.function
+    return function(**{name: kwargs[name] for name in impl.argnames})

@@ -1,0 +1,158 @@
+"""The interfaces plugins implement: codecs, compressors, storage, sources, keys, checks, notifiers.
+
+These are structural (``typing.Protocol``): a plugin needs no base class, only the methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+ByteSource = AbstractAsyncContextManager[AsyncIterator[bytes]]
+"""Entering yields the chunk iterator; a clean exit means the producer finished without error
+(a dump tool's exit status is checked there)."""
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """A sync, CPU-only push transform. It accepts any chunking of its input.
+
+    ``update`` returns whatever output is ready (possibly ``b""``); ``finish`` flushes the rest
+    and is called once. It does no I/O, so the core decides which thread runs it.
+    """
+
+    def update(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class ByteWriter(Protocol):
+    """The write side of a sink: chunks go in order; the owning context commits on clean exit."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+
+ByteSink = AbstractAsyncContextManager[ByteWriter]
+"""Entering opens the sink; a clean exit commits it, an exception discards everything written."""
+
+
+class CompressorFactory(Protocol):
+    """A compression format (``register_compressors``): makes push codecs in both directions."""
+
+    name: str
+    extension: str
+
+    def compressor(self, options: Mapping[str, str]) -> Codec: ...
+
+    def decompressor(self) -> Codec: ...
+
+
+class Storage(Protocol):
+    """One opened storage location (a repository root). Paths are relative, ``/``-separated."""
+
+    url: str
+
+    def open_write(self, path: str) -> ByteSink: ...
+
+    def open_read(self, path: str) -> ByteSource: ...
+
+    async def exists(self, path: str) -> bool: ...
+
+    async def size(self, path: str) -> int: ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+    async def delete(self, path: str) -> None: ...
+
+
+class StorageFactory(Protocol):
+    """Storage for URL protocols (``register_storage``). ``"*"`` in ``protocols`` serves any protocol
+    that no other storage plugin claims."""
+
+    name: str
+    protocols: frozenset[str]
+
+    def open(self, url: str, options: Mapping[str, Any]) -> Storage: ...
+
+
+@dataclass(frozen=True)
+class Stanza:
+    """One wrapped copy of a data key: the provider scheme, its key reference and its parameters."""
+
+    scheme: str
+    key_ref: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    wrapped_key: bytes = b""
+
+
+class KeyProvider(Protocol):
+    """Wraps and unwraps per-object data keys (``register_kms``)."""
+
+    scheme: str
+
+    async def wrap(self, data_key: bytes, *, key_ref: str, context: Mapping[str, str]) -> Stanza: ...
+
+    async def unwrap(self, stanza: Stanza, *, context: Mapping[str, str]) -> bytes: ...
+
+
+class CipherFactory(Protocol):
+    """An AEAD cipher suite for the streaming object format (``register_ciphers``)."""
+
+    name: str
+
+    def encryptor(self, key: bytes, nonce_prefix: bytes) -> Codec: ...
+
+    def decryptor(self, key: bytes, nonce_prefix: bytes) -> Codec: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a source needs to know about the job that runs it."""
+
+    job_id: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """A database or file that can be dumped to a stream and restored from one."""
+
+    def dump(self, job: JobContext) -> ByteSource: ...
+
+    async def restore(self, data: AsyncIterator[bytes], job: JobContext) -> None: ...
+
+
+class SourceFactory(Protocol):
+    """Sources for URL schemes (``register_sources``), e.g. ``sqlite``, ``postgresql``."""
+
+    name: str
+    schemes: frozenset[str]
+
+    def open(self, url: str, options: Mapping[str, str]) -> Source: ...
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one verification check."""
+
+    name: str
+    status: str  # "pass" | "fail" | "skip"
+    detail: str = ""
+
+
+class Check(Protocol):
+    """A verification check run against a restored database (``register_checks``)."""
+
+    name: str
+    level: str  # "quick" | "standard" | "comprehensive"
+
+    async def run(self, target: str, expected: Mapping[str, Any]) -> CheckResult: ...
+
+
+class Notifier(Protocol):
+    """Sends job events somewhere (``register_notifiers``)."""
+
+    name: str
+
+    async def notify(self, event: object) -> None: ...
