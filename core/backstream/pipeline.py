@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.to_thread
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from backstream.chunks import split
 from backstream.protocols import ByteSink, ByteSource, Codec
@@ -127,7 +127,7 @@ class Pipeline:
         )
 
 
-def _link() -> tuple[ObjectSendStream[bytes], ObjectReceiveStream[bytes]]:
+def _link() -> tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]:
     return anyio.create_memory_object_stream[bytes](max_buffer_size=LINK_CHUNKS)
 
 
@@ -147,7 +147,7 @@ def _primary(group: BaseExceptionGroup) -> BaseException:
     return leaves[0] if leaves else group
 
 
-async def _run_source(source: ByteSource, send: ObjectSendStream[bytes], metrics: StageMetrics) -> None:
+async def _run_source(source: ByteSource, send: MemoryObjectSendStream[bytes], metrics: StageMetrics) -> None:
     async with send:
         async with source as chunks:
             mark = time.perf_counter()
@@ -166,8 +166,8 @@ async def _run_source(source: ByteSource, send: ObjectSendStream[bytes], metrics
 
 async def _run_transform(
     transform: Transform,
-    receive: ObjectReceiveStream[bytes],
-    send: ObjectSendStream[bytes],
+    receive: MemoryObjectReceiveStream[bytes],
+    send: MemoryObjectSendStream[bytes],
     metrics: StageMetrics,
     limiter: anyio.CapacityLimiter,
     observe: Callable[[bytes], object] | None,

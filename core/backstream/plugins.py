@@ -43,6 +43,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backstream_plugins.compress.zstd",
     "backstream_plugins.compress.lz4",
     "backstream_plugins.storage.fsspec_store",
+    "backstream_plugins.kms.aws_kms",
+    "backstream_plugins.kms.azure_keyvault",
+    "backstream_plugins.kms.gcp_kms",
 )
 """The built-in plugins, by dotted module name; the core imports nothing else of them."""
 
@@ -85,7 +88,9 @@ def make_plugin_manager(
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except Exception as exc:  # a third-party plugin failed to import
-            raise PluginError(f"a plugin from the {ENTRY_POINT_GROUP!r} entry-point group failed to load: {exc}") from exc
+            raise PluginError(
+                f"a plugin from the {ENTRY_POINT_GROUP!r} entry-point group failed to load: {exc}"
+            ) from exc
     for plugin in extra_plugins:
         pm.register(plugin)
     try:

@@ -109,14 +109,25 @@ class CipherFactory(Protocol):
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a source needs to know about the job that runs it."""
+    """What a source needs to know about the job that runs it.
+
+    ``metadata`` is filled by the source during ``dump`` (server version, WAL LSN before/after,
+    binlog file and position, ...) and ends up in the backup manifest; never put secrets in it.
+    """
 
     job_id: str
     options: Mapping[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class Source(Protocol):
-    """A database or file that can be dumped to a stream and restored from one."""
+    """A database or file that can be dumped to a stream and restored from one.
+
+    ``dump`` yields the dump as chunks; its context exits cleanly only if the dump tool or driver
+    finished successfully (exit status checked after EOF). ``restore`` consumes ``data`` to the
+    end before it commits anything: the iterator raises (e.g. IntegrityError) on bad data, and
+    then the target must be left exactly as it was.
+    """
 
     def dump(self, job: JobContext) -> ByteSource: ...
 

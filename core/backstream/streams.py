@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio
 import anyio.to_thread
 
 from backstream.chunks import CHUNK_SIZE
@@ -105,7 +106,8 @@ async def file_sink(path: str | os.PathLike[str], *, fsync: bool = True) -> Asyn
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         if not committed:
-            await anyio.to_thread.run_sync(_discard, handle, temporary)
+            with anyio.CancelScope(shield=True):  # clean up even when the run was cancelled
+                await anyio.to_thread.run_sync(_discard, handle, temporary)
 
 
 def _sync_close(handle: BinaryIO) -> None:
@@ -138,4 +140,3 @@ async def memory_sink(writer: MemoryWriter) -> AsyncIterator[ByteWriter]:
     """A sink into memory (for tests and small objects); commits to ``writer.data``."""
     yield writer
     writer.data = b"".join(writer._chunks)
-

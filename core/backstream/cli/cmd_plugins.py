@@ -36,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     headers = ("FAMILY", "NAME", "PROVIDED BY", "VERSION", "STATUS")
     table = [
-        (r["family"], r["name"], r["provided_by"], r["version"], "available" if r["available"] else f"unavailable: {r['reason']}")
+        (
+            r["family"],
+            r["name"],
+            r["provided_by"],
+            r["version"],
+            "available" if r["available"] else f"unavailable: {r['reason']}",
+        )
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in [headers, *table]) for i in range(len(headers) - 1)]

@@ -15,9 +15,7 @@ from types import ModuleType
 from backstream.errors import BackstreamError
 from backstream.version import __version__
 
-COMMANDS: tuple[str, ...] = (
-    "backstream.cli.cmd_plugins",
-)
+COMMANDS: tuple[str, ...] = ("backstream.cli.cmd_plugins",)
 """Command modules, in the order ``--help`` lists them."""
 
 
