@@ -6,6 +6,7 @@ Local file sinks are atomic: data goes to a temporary file that replaces the tar
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -84,7 +85,12 @@ class _FileWriter:
 @asynccontextmanager
 async def file_sink(path: str | os.PathLike[str], *, fsync: bool = True) -> AsyncIterator[ByteWriter]:
     """Write a local file atomically: nothing appears at ``path`` unless the block exits cleanly."""
-    target = Path(path)
+    target = Path(os.path.realpath(path))  # replace a symlink's target, not the link
+    if await anyio.to_thread.run_sync(_is_special, target):
+        # A device or FIFO (/dev/null, a named pipe) cannot be replaced atomically: write into it.
+        async with _special_file_sink(target) as writer:
+            yield writer
+        return
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
         handle = await anyio.to_thread.run_sync(open, temporary, "xb")
@@ -108,6 +114,30 @@ async def file_sink(path: str | os.PathLike[str], *, fsync: bool = True) -> Asyn
         if not committed:
             with anyio.CancelScope(shield=True):  # clean up even when the run was cancelled
                 await anyio.to_thread.run_sync(_discard, handle, temporary)
+
+
+def _is_special(target: Path) -> bool:
+    try:
+        return not stat.S_ISREG(target.stat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+@asynccontextmanager
+async def _special_file_sink(target: Path) -> AsyncIterator[ByteWriter]:
+    try:
+        handle = await anyio.to_thread.run_sync(open, target, "wb")
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    writer = _FileWriter(handle)
+    try:
+        yield writer
+        await writer.flush()
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(handle.close)
 
 
 def _sync_close(handle: BinaryIO) -> None:
