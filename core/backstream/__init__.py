@@ -4,6 +4,23 @@ The public API for users and plugin authors; ``backstream_plugins`` imports noth
 """
 
 from backstream.chunks import CHUNK_SIZE, rechunk, split
+from backstream.crypto import (
+    AuditLog,
+    Decryption,
+    Encryptor,
+    Header,
+    Rewrapped,
+    check_kdf_params,
+    derive_passphrase_key,
+    encode_context,
+    key_providers,
+    new_encryptor,
+    new_kdf_params,
+    open_encrypted,
+    read_header,
+    read_passphrase,
+    rewrap_encrypted,
+)
 from backstream.errors import (
     BackstreamError,
     ConfigError,
@@ -23,6 +40,7 @@ from backstream.hookspecs import hookimpl
 from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
 from backstream.plugins import Plugins, make_plugin_manager
 from backstream.protocols import (
+    Aead,
     ByteSink,
     ByteSource,
     ByteWriter,
@@ -45,6 +63,22 @@ from backstream.streams import MemoryWriter, file_sink, file_source, iterable_so
 from backstream.version import __version__
 
 __all__ = [
+    "Aead",
+    "AuditLog",
+    "Decryption",
+    "Encryptor",
+    "Header",
+    "Rewrapped",
+    "check_kdf_params",
+    "derive_passphrase_key",
+    "encode_context",
+    "key_providers",
+    "new_encryptor",
+    "new_kdf_params",
+    "open_encrypted",
+    "read_header",
+    "read_passphrase",
+    "rewrap_encrypted",
     "CHUNK_SIZE",
     "BackstreamError",
     "ByteSink",

@@ -58,6 +58,10 @@ class Storage(Protocol):
 
     def open_read(self, path: str) -> ByteSource: ...
 
+    async def write_bytes(self, path: str, data: bytes) -> None: ...  # small objects, atomic
+
+    async def read_bytes(self, path: str) -> bytes: ...  # small objects, whole
+
     async def exists(self, path: str) -> bool: ...
 
     async def size(self, path: str) -> int: ...
@@ -79,7 +83,12 @@ class StorageFactory(Protocol):
 
 @dataclass(frozen=True)
 class Stanza:
-    """One wrapped copy of a data key: the provider scheme, its key reference and its parameters."""
+    """One wrapped copy of a data key: the provider scheme, its key reference and its parameters.
+
+    Limits of the v1 format (docs/format.md): ``scheme`` 1-64 chars of ``[a-z0-9-]``; ``key_ref``
+    at most 2048 UTF-8 bytes; at most 32 ``params``, names of 1-32 chars of ``[a-z0-9_.-]``,
+    values of at most 1024 UTF-8 bytes (binary goes in hex); ``wrapped_key`` 1-8192 bytes.
+    """
 
     scheme: str
     key_ref: str
@@ -88,7 +97,19 @@ class Stanza:
 
 
 class KeyProvider(Protocol):
-    """Wraps and unwraps per-object data keys (``register_kms``)."""
+    """Wraps and unwraps per-object data keys (``register_kms``, registered under its scheme).
+
+    ``wrap`` returns a stanza whose ``scheme`` is the provider's and whose ``key_ref`` lets
+    ``unwrap`` find the key again; ``context`` is the object's canonical context (bind it: KMS
+    encryption context or AEAD associated data). ``unwrap`` raises KeyProviderError when the
+    key does not open the stanza (wrong key, wrong context, no access).
+
+    Optional members, looked up with ``getattr`` (docs/keys.md): ``exclusive: bool`` (a stanza
+    of this scheme must be the only one of its object, as for passphrases);
+    ``configure(options: Mapping[str, str]) -> KeyProvider`` (a copy using per-run options,
+    unknown options ignored); ``async create_key(key_ref: str) -> str`` (create a key, return
+    the reference to encrypt with).
+    """
 
     scheme: str
 
@@ -97,14 +118,29 @@ class KeyProvider(Protocol):
     async def unwrap(self, stanza: Stanza, *, context: Mapping[str, str]) -> bytes: ...
 
 
+class Aead(Protocol):
+    """One keyed AEAD (32-byte key, 12-byte nonce, 16-byte tag), used from worker threads.
+
+    ``decrypt`` raises IntegrityError when the tag does not verify; ``data`` may be any
+    bytes-like object (a memoryview slice), so callers need not copy.
+    """
+
+    def encrypt(self, nonce: bytes, data: bytes | bytearray | memoryview, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes | bytearray | memoryview, associated_data: bytes | None) -> bytes: ...
+
+
 class CipherFactory(Protocol):
-    """An AEAD cipher suite for the streaming object format (``register_ciphers``)."""
+    """An AEAD cipher suite for the encrypted object format (``register_ciphers``).
+
+    ``suite_id`` is the byte that names the suite in an object header (docs/format.md);
+    the STREAM construction around it lives in ``backstream.crypto``.
+    """
 
     name: str
+    suite_id: int
 
-    def encryptor(self, key: bytes, nonce_prefix: bytes) -> Codec: ...
-
-    def decryptor(self, key: bytes, nonce_prefix: bytes) -> Codec: ...
+    def aead(self, key: bytes) -> Aead: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""``backstream keys``: create keys (local keystores), rotate an object's keys, show an object's header.
+
+Rotation re-wraps the data key and rewrites only the header; the encrypted chunks stay byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import anyio
+
+from backstream.cli.crypto_args import (
+    STDIO,
+    add_key_options,
+    audit_log,
+    check_readable,
+    display_name,
+    open_input,
+    open_output,
+    parse_pairs,
+    provider_options,
+)
+from backstream.crypto import configure_provider, key_providers, read_header, rewrap_encrypted, scheme_of
+from backstream.errors import ConfigError
+from backstream.plugins import Plugins
+
+NAME = "keys"
+HELP = "create keys, rotate the keys of encrypted objects, show object headers"
+NEW_PASSPHRASE_ENV = "BACKSTREAM_NEW_PASSPHRASE"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
+
+    create = commands.add_parser(
+        "create", help="create a key: a local keystore (or a new default key in it)", description=_doc(_create)
+    )
+    create.add_argument("key_ref", nargs="?", metavar="KEYREF", help="where to create the key, e.g. local:PATH")
+    create.add_argument("--keystore", dest="create_keystore", metavar="PATH", help="same as KEYREF local:PATH")
+    add_key_options(create, kdf=True, keystore=False)
+    create.set_defaults(_keys=_create)
+
+    rotate = commands.add_parser("rotate", help="re-wrap an object's data key for new keys", description=_doc(_rotate))
+    rotate.add_argument("-i", "--input", default=STDIO, metavar="IN", help="encrypted object (default: stdin)")
+    rotate.add_argument(
+        "-o", "--output", metavar="OUT", help="where to write the rotated object (default: replace IN atomically)"
+    )
+    rotate.add_argument(
+        "-k", "--key", action="append", required=True, metavar="KEYREF", help="new key reference (repeatable)"
+    )
+    rotate.add_argument(
+        "--keep-existing", action="store_true", help="keep the current stanzas and add the new keys to them"
+    )
+    rotate.add_argument(
+        "--new-passphrase-file",
+        metavar="FILE",
+        help=f"passphrase for the new key(s) (default: ${NEW_PASSPHRASE_ENV}, else the same sources as for opening)",
+    )
+    rotate.add_argument("--context", action="append", default=[], metavar="KEY=VALUE", help="require this context")
+    add_key_options(rotate, kdf=True)
+    rotate.set_defaults(_keys=_rotate)
+
+    show = commands.add_parser("show", help="print an object's header (no key needed)", description=_doc(_show))
+    show.add_argument("-i", "--input", default=STDIO, metavar="IN", help="encrypted object (default: stdin)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(_keys=_show)
+
+
+def run(args: argparse.Namespace) -> int:
+    result: int = anyio.run(args._keys, args, Plugins.load())
+    return result
+
+
+async def _create(args: argparse.Namespace, plugins: Plugins) -> int:
+    """Create a key and print its key reference. ``local:PATH`` creates the keystore file (mode 0600)
+    with a key-encryption key sealed under a passphrase, or adds a new default key to it."""
+    if bool(args.key_ref) == bool(args.create_keystore):
+        raise ConfigError("give either KEYREF or --keystore PATH")
+    key_ref = args.key_ref or f"local:{os.path.abspath(args.create_keystore)}"
+    scheme = scheme_of(key_ref)
+    providers = key_providers(plugins.kms(), provider_options(args))
+    provider = providers.get(scheme)
+    if provider is None:
+        raise ConfigError(f"unknown key provider {scheme!r} (known: {', '.join(sorted(providers))})")
+    create = getattr(provider, "create_key", None)
+    if create is None:
+        raise ConfigError(
+            f"the {scheme!r} provider cannot create keys; create them in the KMS and pass their reference"
+        )
+    created: str = await create(key_ref)
+    key_id = created.rpartition("#")[2] if "#" in created else None
+    await audit_log(args).record("create", scheme=scheme, key_ref=created, key_id=key_id)
+    print(created)
+    return 0
+
+
+async def _rotate(args: argparse.Namespace, plugins: Plugins) -> int:
+    """Re-wrap the object's data key for the new ``--key`` references (replacing the old stanzas
+    unless ``--keep-existing``); only the header changes, the encrypted chunks are copied as-is."""
+    check_readable(args.input)
+    output = args.output if args.output is not None else args.input
+    options = provider_options(args)
+    wrap_options = dict(options)
+    wrap_options["passphrase_prompt"] = "Passphrase for the new key: "
+    if args.new_passphrase_file:
+        wrap_options["passphrase_file"] = args.new_passphrase_file
+    elif os.environ.get(NEW_PASSPHRASE_ENV):
+        wrap_options.pop("passphrase_file", None)
+        wrap_options["passphrase_env"] = NEW_PASSPHRASE_ENV
+    registry = plugins.kms()
+    providers = key_providers(registry, options)
+    wrap_providers = {scheme: configure_provider(p, wrap_options) for scheme, p in key_providers(registry).items()}
+    sink = open_output(output, binary_to_terminal=False)
+    async with open_input(args.input) as chunks:
+        rotated = await rewrap_encrypted(
+            chunks,
+            args.key,
+            providers=providers,
+            wrap_providers=wrap_providers,
+            keep_existing=args.keep_existing,
+            expect_context=parse_pairs(args.context, what="--context"),
+            object_name=display_name(output),
+            audit=audit_log(args),
+        )
+        async with sink as writer:
+            await writer.write(rotated.header.raw)
+            async for chunk in rotated.rest:
+                await writer.write(chunk)
+    return 0
+
+
+async def _show(args: argparse.Namespace, plugins: Plugins) -> int:
+    """Print the header of an encrypted object: id, cipher suite, context and key stanzas."""
+    check_readable(args.input)
+    async with open_input(args.input) as chunks:
+        header, _ = await read_header(chunks)
+    suites = {entry.factory.suite_id: entry.name for entry in plugins.ciphers()}
+    info = {
+        "object_id": header.object_id,
+        "format_version": header.version,
+        "cipher": suites.get(header.suite_id, f"unknown suite {header.suite_id}"),
+        "chunk_size": 1 << header.chunk_log2,
+        "header_bytes": len(header.raw),
+        "context": dict(header.context),
+        "stanzas": [
+            {
+                "scheme": s.scheme,
+                "key_ref": s.key_ref,
+                "params": dict(s.params),
+                "wrapped_key_bytes": len(s.wrapped_key),
+            }
+            for s in header.stanzas
+        ],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"object id:   {info['object_id']}")
+    print(f"format:      v{header.version}, {info['cipher']}, {info['chunk_size']}-byte chunks")
+    for key, value in header.context.items():
+        print(f"context:     {key}={value}")
+    for stanza in header.stanzas:
+        params = " ".join(f"{k}={v}" for k, v in stanza.params.items())
+        print(f"stanza:      {stanza.scheme}  {stanza.key_ref}  {params}".rstrip())
+    return 0
+
+
+def _doc(function: object) -> str:
+    return " ".join((getattr(function, "__doc__", "") or "").replace("``", "").split())
