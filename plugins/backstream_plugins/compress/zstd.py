@@ -1,6 +1,6 @@
-"""The ``zstd`` compressor: Zstandard frames as the ``zstd`` tool writes and reads them.
+"""The ``zstd`` compressor: Zstandard frames (with checksum) as the ``zstd`` tool writes and reads them.
 
-Options: ``level`` (1-22, default 3) and ``threads`` (0 = single-threaded, default 0).
+Options: ``level`` (1-22, default 3) and ``threads`` (0 = single-threaded, default 0). Needs the ``zstd`` extra.
 """
 
 from __future__ import annotations
@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backstream import Codec, ConfigError, IntegrityError, Register, hookimpl, missing_dependency
+from backstream import (
+    Codec,
+    CompressorFactory,
+    ConfigError,
+    IntegrityError,
+    Register,
+    hookimpl,
+    missing_dependency,
+)
 
 
 def _zstandard() -> Any:
@@ -26,36 +34,61 @@ class _Compressor:
         self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def update(self, chunk: bytes) -> bytes:
-        return self._obj.compress(chunk)
+        out: bytes = self._obj.compress(chunk)
+        return out
 
     def finish(self) -> bytes:
-        return self._obj.flush()
+        out: bytes = self._obj.flush()
+        return out
 
 
 class _Decompressor:
+    """Decodes one frame after another (skippable frames included); checksums are verified.
+
+    Each frame gets its own single-frame decompressobj: with ``read_across_frames=True`` zstandard
+    never reports ``eof``, so a stream cut off inside a frame could not be told from a whole one.
+    """
+
     def __init__(self) -> None:
         self._zstandard = _zstandard()
-        self._obj = self._zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-        self._seen = False
+        self._context = self._zstandard.ZstdDecompressor()
+        self._frame: Any = None
+        self._frames = 0
 
     def update(self, chunk: bytes) -> bytes:
-        self._seen = True
-        try:
-            return self._obj.decompress(chunk)
-        except self._zstandard.ZstdError as exc:
-            raise IntegrityError(f"corrupt zstd data: {exc}") from exc
+        out: list[bytes] = []
+        data = chunk
+        while data:
+            if self._frame is None:
+                self._frame = self._context.decompressobj()
+                self._frames += 1
+            try:
+                out.append(self._frame.decompress(data))
+            except self._zstandard.ZstdError as exc:
+                raise IntegrityError(f"corrupt zstd data: {exc}") from exc
+            if self._frame.eof:
+                data = self._frame.unused_data
+                self._frame = None
+            else:
+                data = b""
+        return b"".join(out)
 
     def finish(self) -> bytes:
-        if self._seen and not self._obj.eof:
+        if self._frames == 0:
+            raise IntegrityError("truncated zstd data: the stream is empty")
+        if self._frame is not None:
             raise IntegrityError("truncated zstd data: the stream ended inside a frame")
         return b""
 
 
 class ZstdFactory:
+    """``.zst`` objects that ``zstd -d`` (or ``zstdcat``) restores."""
+
     name = "zstd"
     extension = ".zst"
 
     def compressor(self, options: Mapping[str, str]) -> Codec:
+        _check_known(options, ("level", "threads"))
         level = _int_option(options, "level", 3, 1, 22)
         threads = _int_option(options, "threads", 0, 0, 64)
         return _Compressor(level, threads)
@@ -64,19 +97,27 @@ class ZstdFactory:
         return _Decompressor()
 
 
+def _check_known(options: Mapping[str, str], known: tuple[str, ...]) -> None:
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"zstd has no option {key!r} (options: {', '.join(known)})")
+
+
 def _int_option(options: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw = options.get(key)
+    raw: object = options.get(key)
     if raw is None:
         return default
     try:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"zstd {key} must be an integer, not {raw!r}") from None
+        raise ConfigError(f"zstd {key} must be an integer from {low} to {high}, not {raw!r}") from None
     if not low <= value <= high:
-        raise ConfigError(f"zstd {key} must be between {low} and {high}, not {value}")
+        raise ConfigError(f"zstd {key} must be an integer from {low} to {high}, not {value}")
     return value
 
 
 @hookimpl
-def backstream_register_compressors(register: Register[Any]) -> None:
+def backstream_register_compressors(register: Register[CompressorFactory]) -> None:
     register.add("zstd", ZstdFactory(), requires=("zstandard",), extra="zstd")
