@@ -43,9 +43,20 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backstream_plugins.compress.zstd",
     "backstream_plugins.compress.lz4",
     "backstream_plugins.storage.fsspec_store",
+    "backstream_plugins.cipher.chacha20_poly1305",
+    "backstream_plugins.cipher.aes_256_gcm",
+    "backstream_plugins.kms.passphrase",
+    "backstream_plugins.kms.local",
     "backstream_plugins.kms.aws_kms",
     "backstream_plugins.kms.azure_keyvault",
     "backstream_plugins.kms.gcp_kms",
+    "backstream_plugins.sources.postgresql",
+    "backstream_plugins.sources.pg_physical",
+    "backstream_plugins.sources.sqlite",
+    "backstream_plugins.sources.mysql",
+    "backstream_plugins.checks.sqlite_checks",
+    "backstream_plugins.checks.postgresql_checks",
+    "backstream_plugins.checks.mysql_checks",
 )
 """The built-in plugins, by dotted module name; the core imports nothing else of them."""
 

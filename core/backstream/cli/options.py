@@ -1,0 +1,129 @@
+"""Pieces the repository commands share: ``--repo`` (or BACKSTREAM_REPO), storage options, JSON output.
+
+Also byte formatting and the progress line drawn on stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO, TypeVar
+
+import anyio
+
+from backstream.errors import ConfigError
+from backstream.plugins import Plugins
+from backstream.repository import Repository
+
+T = TypeVar("T")
+
+REPO_ENV = "BACKSTREAM_REPO"
+
+
+def add_repo_argument(parser: argparse.ArgumentParser) -> None:
+    """``--repo URL`` (default: $BACKSTREAM_REPO) and ``--storage-option KEY=VALUE``."""
+    parser.add_argument(
+        "--repo",
+        metavar="URL",
+        default=None,
+        help=f"repository URL: a local path, file://, s3://bucket/prefix, ... (default: ${REPO_ENV})",
+    )
+    parser.add_argument(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="an option for the storage plugin, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable)",
+    )
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def repo_url(args: argparse.Namespace) -> str:
+    """The repository URL from ``--repo`` or BACKSTREAM_REPO; neither is a one-line error."""
+    url: str | None = args.repo or os.environ.get(REPO_ENV)
+    if not url:
+        raise ConfigError(f"no repository given: pass --repo URL or set {REPO_ENV}")
+    return url
+
+
+def key_values(pairs: Sequence[str], what: str) -> dict[str, str]:
+    """``["a=1", "b=2"]`` as a dict; anything without ``=`` is a one-line error."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad {what} {pair!r}: expected KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(key_values(args.storage_option, "storage option"))
+
+
+async def open_repository(args: argparse.Namespace, plugins: Plugins) -> Repository:
+    storage = plugins.open_storage(repo_url(args), **storage_options(args))
+    return await Repository.open(storage)
+
+
+def run_async(func: Callable[[], Awaitable[T]]) -> T:
+    """Run one coroutine function on asyncio (the backend backstream needs)."""
+    return anyio.run(func, backend="asyncio")
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def human_bytes(size: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    value = float(size)
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+class ProgressLine:
+    """Bytes done and the rate, redrawn on one stderr line at most 10 times a second.
+
+    Draws nothing unless the stream is a terminal; ``close()`` ends the line.
+    """
+
+    def __init__(self, label: str, *, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._enabled = enabled and self._stream.isatty()
+        self._label = label
+        self._done = 0
+        self._started = time.monotonic()
+        self._drawn = 0.0
+
+    def __call__(self, size: int) -> None:
+        self._done += size
+        if not self._enabled:
+            return
+        now = time.monotonic()
+        if now - self._drawn >= 0.1:
+            self._drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self._started, 1e-6)
+        text = f"\r{self._label}: {human_bytes(self._done)}  {human_bytes(self._done / elapsed)}/s  {elapsed:.0f}s"
+        self._stream.write(text.ljust(60))
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._enabled and self._done:
+            self._draw(time.monotonic())
+            self._stream.write("\n")
+            self._stream.flush()

@@ -1,0 +1,22 @@
+"""Backup and restore jobs: compose source, compressor, cipher and storage plugins into pipelines.
+
+``await backup(source_url, repo=...)`` returns the committed manifest; ``await restore(id, repo=..., to=...)``.
+"""
+
+from backstream.jobs.backup import LockTiming, backup
+from backstream.jobs.common import CompressionSpec, Progress, open_repository, source_factory
+from backstream.jobs.encryption import KeyOptions, encryption_available
+from backstream.jobs.restore import restore, verified
+
+__all__ = [
+    "CompressionSpec",
+    "KeyOptions",
+    "LockTiming",
+    "Progress",
+    "backup",
+    "encryption_available",
+    "open_repository",
+    "restore",
+    "source_factory",
+    "verified",
+]

@@ -1,0 +1,86 @@
+"""The link between jobs and the encrypted object format (backstream.crypto): encrypt and decrypt stages.
+
+Key references (``passphrase``, ``local:PATH``, ``aws-kms:KEY``, ...) are resolved through the ``kms`` registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encrypted
+from backstream.errors import ConfigError
+from backstream.pipeline import Transform
+from backstream.plugins import Plugins
+
+DEFAULT_CIPHER = "chacha20-poly1305"
+
+
+@dataclass(frozen=True)
+class KeyOptions:
+    """How keys are found: the cipher suite for new objects, provider options (``passphrase_file``,
+    ``keystore``, ``kdf.*``, ...) and the audit log (None = the default location)."""
+
+    cipher: str = DEFAULT_CIPHER
+    provider_options: Mapping[str, str] = field(default_factory=dict)
+    audit: AuditLog | None = None
+
+
+def encryption_available(plugins: Plugins) -> bool:
+    """True when backups can be encrypted to a passphrase here (a cipher suite and the provider exist)."""
+    kms, ciphers = plugins.kms(), plugins.ciphers()
+    return (
+        "passphrase" in kms
+        and kms.entry("passphrase").available
+        and DEFAULT_CIPHER in ciphers
+        and ciphers.entry(DEFAULT_CIPHER).available
+    )
+
+
+async def encrypting_transform(
+    plugins: Plugins,
+    key_refs: Sequence[str],
+    context: Mapping[str, str],
+    *,
+    keys: KeyOptions | None = None,
+    object_name: str = "",
+) -> tuple[Transform, str]:
+    """A pipeline stage that writes one new encrypted object (v1 format), and the cipher suite's name.
+
+    A fresh data key is wrapped for every key reference; ``context`` is bound into the header."""
+    keys = keys or KeyOptions()
+    if not key_refs:
+        raise ConfigError("no key reference to encrypt to")
+    cipher = plugins.ciphers().get(keys.cipher)
+    encryptor = await new_encryptor(
+        key_refs,
+        providers=key_providers(plugins.kms(), keys.provider_options),
+        cipher=cipher,
+        context=context,
+        object_name=object_name,
+        audit=keys.audit,
+    )
+    return Transform("encrypt", encryptor), cipher.name
+
+
+async def open_decrypting(
+    plugins: Plugins,
+    stored: AsyncIterator[bytes],
+    context: Mapping[str, str],
+    *,
+    keys: KeyOptions | None = None,
+    object_name: str = "",
+) -> tuple[Transform, AsyncIterator[bytes]]:
+    """Read an encrypted object's header from ``stored``, check its context, unwrap its data key;
+    return the decrypting stage and the rest of the stream to feed it."""
+    keys = keys or KeyOptions()
+    ciphers = [entry.factory for entry in plugins.ciphers() if entry.available]
+    decryption = await open_encrypted(
+        stored,
+        providers=key_providers(plugins.kms(), keys.provider_options),
+        ciphers=ciphers,
+        expect_context=context,
+        object_name=object_name,
+        audit=keys.audit,
+    )
+    return Transform("decrypt", decryption.codec), decryption.rest

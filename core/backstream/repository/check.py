@@ -1,0 +1,242 @@
+"""Repository check and cleanup: every manifest parses, every object it names exists with the
+recorded size and sha256; orphans (objects no manifest names, ``.partial`` temp objects, stale locks).
+
+``cleanup`` removes orphans older than a grace period under the exclusive lock, never a path a manifest names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from backstream.errors import BackstreamError
+from backstream.repository.blobs import list_under, read_small
+from backstream.repository.ids import backup_id_time, format_time, is_backup_id, utc_now
+from backstream.repository.lock import LOCKS_PREFIX, read_locks, stale_reason
+from backstream.repository.manifest import Manifest, ObjectRecord
+from backstream.repository.repo import BACKUPS_PREFIX, MANIFEST_NAME, Repository
+
+DRILLS_DIR = "drills"
+TEMP_SUFFIX = ".partial"
+
+ReadData = Callable[[Manifest, ObjectRecord], Awaitable[Any]]
+"""Reads one object end to end (decrypt, decompress); raises on any problem."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in the repository: ``kind`` is manifest, missing, size, sha256, data or lock."""
+
+    kind: str
+    path: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A stored path no manifest needs: why, and since when (None when its age is unknown)."""
+
+    path: str
+    reason: str
+    since: datetime | None
+
+    def age(self, now: datetime) -> timedelta | None:
+        return None if self.since is None else now - self.since
+
+
+@dataclass
+class CheckReport:
+    """What ``check`` found."""
+
+    manifests: int = 0
+    objects: int = 0
+    bytes_checked: int = 0
+    read_data: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    in_progress: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.orphans
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "manifests": self.manifests,
+            "objects": self.objects,
+            "bytes_checked": self.bytes_checked,
+            "read_data": self.read_data,
+            "problems": [vars(p) for p in self.problems],
+            "orphans": [
+                {"path": o.path, "reason": o.reason, "since": None if o.since is None else format_time(o.since)}
+                for o in self.orphans
+            ],
+            "in_progress": list(self.in_progress),
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> str:
+        what = f"{self.manifests} manifests, {self.objects} objects ({self.bytes_checked} bytes hashed"
+        what += ", read end to end)" if self.read_data else ")"
+        if self.ok:
+            return f"OK: {what}"
+        return f"FAILED: {len(self.problems)} problems, {len(self.orphans)} orphans in {what}"
+
+
+async def check_repository(
+    repository: Repository, *, read_data: ReadData | None = None, hash_objects: bool = True
+) -> CheckReport:
+    """Check every manifest and object; with ``read_data``, also read each object end to end."""
+    storage = repository.storage
+    report = CheckReport(read_data=read_data is not None)
+    live_ids: set[str] = set()
+    for path, lock in await read_locks(storage):
+        if lock is None:
+            report.problems.append(Problem("lock", path, "not a valid lock file"))
+            report.orphans.append(Orphan(path, "invalid lock file", None))
+        elif (why := stale_reason(lock)) is not None:
+            report.orphans.append(Orphan(path, f"stale lock ({lock.describe()}): {why}", lock.heartbeat_at))
+        elif lock.backup_id:
+            live_ids.add(lock.backup_id)
+    groups: dict[str, list[str]] = {}
+    for path in await list_under(storage, BACKUPS_PREFIX):
+        groups.setdefault(path[len(BACKUPS_PREFIX) :].split("/", 1)[0], []).append(path)
+    for backup_id, paths in sorted(groups.items()):
+        await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects)
+    lister = getattr(storage, "list_multipart_uploads", None)
+    if lister is None:
+        report.notes.append("this storage cannot list abandoned multipart uploads; not checked")
+    else:
+        for upload in await lister():
+            report.orphans.append(Orphan(str(upload), "abandoned multipart upload", None))
+    return report
+
+
+async def _check_group(
+    repository: Repository,
+    backup_id: str,
+    paths: list[str],
+    live_ids: set[str],
+    report: CheckReport,
+    read_data: ReadData | None,
+    hash_objects: bool,
+) -> None:
+    storage = repository.storage
+    since = backup_id_time(backup_id) if is_backup_id(backup_id) else None
+    manifest_path = f"{BACKUPS_PREFIX}{backup_id}/{MANIFEST_NAME}"
+    if manifest_path not in paths:
+        if backup_id in live_ids:
+            report.in_progress.append(backup_id)
+            return
+        reason = "no manifest (an interrupted or deleted backup)" if since else "not a backup directory"
+        report.orphans += [Orphan(p, reason, since) for p in paths]
+        return
+    report.manifests += 1
+    try:
+        manifest = Manifest.from_json(await read_small(storage, manifest_path), where=manifest_path)
+        if manifest.backup_id != backup_id:
+            raise BackstreamError(f"{manifest_path} names backup {manifest.backup_id}")
+    except BackstreamError as exc:
+        report.problems.append(Problem("manifest", manifest_path, str(exc)))
+        return  # never treat the objects of an unreadable manifest as orphans
+    named = {record.path for record in manifest.objects}
+    for path in paths:
+        rest = path[len(BACKUPS_PREFIX) + len(backup_id) + 1 :]
+        if path in named or rest == MANIFEST_NAME or (rest.startswith(DRILLS_DIR + "/") and rest.endswith(".json")):
+            continue
+        reason = (
+            "temporary object of an unfinished write" if path.endswith(TEMP_SUFFIX) else "not named by the manifest"
+        )
+        report.orphans.append(Orphan(path, reason, since))
+    present = set(paths)
+    for record in manifest.objects:
+        report.objects += 1
+        if record.path not in present:
+            report.problems.append(Problem("missing", record.path, "the object named by the manifest is missing"))
+            continue
+        size = await storage.size(record.path)
+        if size != record.stored_size:
+            report.problems.append(
+                Problem("size", record.path, f"{size} bytes stored, the manifest says {record.stored_size}")
+            )
+            continue
+        if hash_objects:
+            problem = await _hash(repository, record)
+            report.bytes_checked += record.stored_size
+            if problem is not None:
+                report.problems.append(problem)
+                continue
+        if read_data is not None:
+            try:
+                await read_data(manifest, record)
+            except BackstreamError as exc:
+                report.problems.append(Problem("data", record.path, str(exc)))
+
+
+async def _hash(repository: Repository, record: ObjectRecord) -> Problem | None:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async with repository.storage.open_read(record.path) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                digest.update(chunk)
+    except BackstreamError as exc:
+        return Problem("missing", record.path, f"cannot read: {exc}")
+    if size != record.stored_size:
+        return Problem("size", record.path, f"{size} bytes read, the manifest says {record.stored_size}")
+    if digest.hexdigest() != record.stored_sha256:
+        return Problem(
+            "sha256", record.path, "sha256 does not match the manifest: the object was modified or corrupted"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class CleanupAction:
+    """One orphan and what cleanup did (or would do) with it."""
+
+    path: str
+    reason: str
+    action: str  # "removed", "would remove", "kept"
+    detail: str = ""
+
+
+async def cleanup(repository: Repository, *, older_than: timedelta, dry_run: bool = False) -> list[CleanupAction]:
+    """Remove orphans older than ``older_than`` (under the exclusive lock unless ``dry_run``)."""
+    if dry_run:
+        return await _cleanup(repository, older_than, dry_run=True, own_lock=None)
+    async with repository.lock("cleanup", exclusive=True) as mine:
+        return await _cleanup(repository, older_than, dry_run=False, own_lock=mine.path)
+
+
+async def _cleanup(
+    repository: Repository, older_than: timedelta, *, dry_run: bool, own_lock: str | None
+) -> list[CleanupAction]:
+    report = await check_repository(repository, hash_objects=False)
+    now = utc_now()
+    actions: list[CleanupAction] = []
+    for orphan in report.orphans:
+        if orphan.path == own_lock or not orphan.path.startswith((BACKUPS_PREFIX, LOCKS_PREFIX)):
+            continue
+        age = orphan.age(now)
+        if age is None:
+            actions.append(CleanupAction(orphan.path, orphan.reason, "kept", "its age is unknown; remove it by hand"))
+            continue
+        if age < older_than:
+            actions.append(CleanupAction(orphan.path, orphan.reason, "kept", "younger than the grace period"))
+            continue
+        if dry_run:
+            actions.append(CleanupAction(orphan.path, orphan.reason, "would remove"))
+            continue
+        try:
+            await repository.storage.delete(orphan.path)
+            actions.append(CleanupAction(orphan.path, orphan.reason, "removed"))
+        except BackstreamError as exc:
+            actions.append(CleanupAction(orphan.path, orphan.reason, "kept", f"could not remove: {exc}"))
+    return actions
