@@ -144,3 +144,72 @@ def format_duration(delta: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+# --- archived WAL segments and binlogs ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    """One archived WAL segment or binlog file and its place in the archive's order.
+
+    ``position`` sorts files in replay order: ``(sequence,)`` for a binlog ``mariadb-bin.000042``,
+    ``(timeline, segment number)`` for a WAL segment name.
+    """
+
+    name: str
+    position: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RecoveryStart:
+    """Where a kept backup's recovery starts: the position of the first archived file it needs
+    (the binlog file of its recorded coordinates, the WAL segment of its start LSN)."""
+
+    backup_id: str
+    position: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArchiveDecision:
+    """Keep or delete one archived file, and why."""
+
+    file: ArchivedFile
+    keep: bool
+    reasons: tuple[str, ...]
+
+
+def archive_to_keep(starts: Iterable[RecoveryStart], archived: Iterable[ArchivedFile]) -> list[ArchiveDecision]:
+    """Which archived files the kept backups' recovery windows need; one decision per file, oldest first.
+
+    A kept backup needs every file from its start position onward (it can be rolled forward to any
+    later moment), so a file is deleted only when it lies wholly before the oldest kept backup's start.
+    Without any start, nothing is deleted.
+    """
+    anchors = sorted(starts, key=lambda s: (s.position, s.backup_id))
+    files = sorted(archived, key=lambda f: (f.position, f.name))
+    if not anchors:
+        reason = ("no kept backup records where its recovery starts",)
+        return [ArchiveDecision(file=f, keep=True, reasons=reason) for f in files]
+    oldest = anchors[0]
+    decisions = []
+    for archived_file in files:
+        if archived_file.position < oldest.position:
+            decisions.append(
+                ArchiveDecision(
+                    file=archived_file,
+                    keep=False,
+                    reasons=(f"before the start of the oldest kept backup {oldest.backup_id}",),
+                )
+            )
+            continue
+        covering = [s for s in anchors if s.position <= archived_file.position]
+        decisions.append(
+            ArchiveDecision(
+                file=archived_file,
+                keep=True,
+                reasons=(f"in the recovery window of {covering[-1].backup_id}",)
+                + ((f"and of {len(covering) - 1} older kept backup(s)",) if len(covering) > 1 else ()),
+            )
+        )
+    return decisions

@@ -1,0 +1,36 @@
+"""MySQL/MariaDB binlog archiving and point-in-time restore (``binlog-archive``, ``restore --target-time``).
+
+Archived files live under ``binlog/<server-id>/`` of a repository, each with a JSON record as its commit point.
+"""
+
+from backstream.binlog.archive import (
+    ArchiveResult,
+    archive_binlogs,
+    archived_records,
+    archived_server_ids,
+    follow_binlogs,
+)
+from backstream.binlog.layout import BinlogRecord, EventSpan, binlog_sequence, scan_events
+from backstream.binlog.replay import ReplayError, ReplayPlan, ReplayProgress, plan_replay, stop_datetime
+from backstream.binlog.restore import TargetTimeResult, choose_backup, parse_target_time, restore_to_time
+
+__all__ = [
+    "ArchiveResult",
+    "BinlogRecord",
+    "EventSpan",
+    "ReplayError",
+    "ReplayPlan",
+    "ReplayProgress",
+    "TargetTimeResult",
+    "archive_binlogs",
+    "archived_records",
+    "archived_server_ids",
+    "binlog_sequence",
+    "choose_backup",
+    "follow_binlogs",
+    "parse_target_time",
+    "plan_replay",
+    "restore_to_time",
+    "scan_events",
+    "stop_datetime",
+]
