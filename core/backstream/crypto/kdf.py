@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ SCRYPT_DEFAULTS: Mapping[str, int] = {"ln": 18, "r": 8, "p": 1}
 
 KDFS = ("argon2id", "scrypt")
 SALT_SIZE = 16
+
+_ARGON2_LOCK = threading.Lock()
+"""Serialises Argon2id runs: two concurrent derivations in different threads were seen to hang
+forever (cryptography 50 / OpenSSL 4.0.3). Runs are ~0.2 s, so the lock costs little."""
 
 MAX_MEMORY_BYTES = 1 << 30
 """No stanza or keystore may ask for more than 1 GiB of KDF memory."""
@@ -121,9 +126,10 @@ def derive_passphrase_key(passphrase: bytes, params: Mapping[str, str] | KdfPara
     if checked.kdf == "argon2id":
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-        return Argon2id(
-            salt=checked.salt, length=32, iterations=checked.t, lanes=checked.p, memory_cost=checked.m
-        ).derive(passphrase)
+        with _ARGON2_LOCK:
+            return Argon2id(
+                salt=checked.salt, length=32, iterations=checked.t, lanes=checked.p, memory_cost=checked.m
+            ).derive(passphrase)
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
     return Scrypt(salt=checked.salt, length=32, n=1 << checked.ln, r=checked.r, p=checked.p).derive(passphrase)
