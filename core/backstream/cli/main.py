@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from backstream.errors import BackstreamError
 from backstream.version import __version__
@@ -49,8 +50,15 @@ FAST_COMMANDS: dict[str, str] = {
 """Commands PostgreSQL runs once per WAL file: only their own module is imported (start-up time counts)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``backstream: error: ...`` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"backstream: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="backstream",
         description="Streaming backup and point-in-time recovery for PostgreSQL, MySQL/MariaDB and SQLite.",
     )
@@ -58,7 +66,7 @@ def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in modules:
-        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub = commands.add_parser(module.NAME, help=module.HELP.replace("%", "%%"), description=module.HELP)
         module.configure(sub)
         sub.set_defaults(_run=module.run)
     return parser
