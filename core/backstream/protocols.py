@@ -189,12 +189,24 @@ class CheckResult:
 
 
 class Check(Protocol):
-    """A verification check run against a restored database (``register_checks``)."""
+    """One engine's verification checks (``register_checks``), registered under the name of the
+    source plugin whose backups it verifies (``sqlite``, ``postgresql``, ``mysql``).
+
+    ``inspect`` describes a database at a level (``quick``: table names; ``standard``: + row
+    counts and columns; ``comprehensive``: + indexes, constraints, per-table content checksums
+    for tables of at most ``max_rows`` rows) as JSON-able data, the same way at backup time and
+    after a restore, so the core can compare the two (docs/verification.md has the shape).
+    ``integrity`` runs the engine's own consistency check. ``scratch`` yields the URL of a new,
+    empty restore target on the server of ``server_url`` and removes it on exit.
+    """
 
     name: str
-    level: str  # "quick" | "standard" | "comprehensive"
 
-    async def run(self, target: str, expected: Mapping[str, Any]) -> CheckResult: ...
+    async def inspect(self, url: str, *, level: str, max_rows: int | None = None) -> dict[str, Any]: ...
+
+    async def integrity(self, url: str) -> list[CheckResult]: ...
+
+    def scratch(self, server_url: str) -> AbstractAsyncContextManager[str]: ...
 
 
 class Notifier(Protocol):

@@ -1,0 +1,64 @@
+"""``backstream check --repo URL [--read-data]``: every manifest parses, every object exists with its
+recorded size and sha256; ``--read-data`` also decrypts and decompresses each object end to end.
+
+Reports orphans (objects no manifest names, ``.partial`` temp objects, stale locks); exits 1 on any problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
+from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
+from backstream.jobs import KeyOptions
+from backstream.plugins import Plugins
+from backstream.repository import Manifest, ObjectRecord
+from backstream.repository.check import CheckReport, check_repository
+from backstream.verify.drill import read_object
+
+NAME = "check"
+HELP = "check the repository's manifests and objects (sizes, hashes; --read-data: decrypt and decompress)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_repo_argument(parser)
+    parser.add_argument(
+        "--read-data", action="store_true", help="also decrypt and decompress every object (needs the keys)"
+    )
+    add_json_argument(parser)
+    add_key_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    plugins = Plugins.load()
+    keys = KeyOptions(provider_options=provider_options(args), audit=audit_log(args))
+
+    async def work() -> CheckReport:
+        repository = await open_repository(args, plugins)
+
+        async def read(manifest: Manifest, record: ObjectRecord) -> None:
+            await read_object(plugins, repository, manifest, record, keys)
+
+        return await check_repository(repository, read_data=read if args.read_data else None)
+
+    report = run_async(work)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print_report(report)
+    return 0 if report.ok else 1
+
+
+def print_report(report: CheckReport) -> None:
+    for problem in report.problems:
+        print(f"PROBLEM {problem.kind}: {problem.path}: {problem.detail}")
+    for orphan in report.orphans:
+        print(f"ORPHAN  {orphan.path}: {orphan.reason}")
+    for backup_id in report.in_progress:
+        print(f"running {backup_id}: a backup in progress (not checked)")
+    for note in report.notes:
+        print(f"note    {note}")
+    if report.orphans:
+        print("remove orphans with: backstream cleanup --repo URL", file=sys.stderr)
+    print(report.summary())

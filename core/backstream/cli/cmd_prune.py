@@ -1,0 +1,96 @@
+"""``backstream prune --repo URL --keep-last N --keep-within D --keep-daily N ... [--dry-run]``:
+apply a retention policy (``backstream.retention.decide``) and delete what it does not keep.
+
+Prints every backup with keep/delete and the reasons; deletes under the repository's exclusive lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
+from backstream.plugins import Plugins
+from backstream.repository import Manifest, Repository, format_time, utc_now
+from backstream.retention import COMPLETE, Backup, Decision, Policy, decide, parse_duration
+
+NAME = "prune"
+HELP = "delete the backups a retention policy does not keep"
+
+GFS = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_repo_argument(parser)
+    parser.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N complete backups")
+    parser.add_argument("--keep-within", metavar="DURATION", help="keep every backup newer than this, e.g. 7d")
+    for rule in GFS:
+        parser.add_argument(
+            f"--keep-{rule}", type=int, metavar="N", help=f"keep the newest backup of each of N {rule} periods"
+        )
+    parser.add_argument("--dry-run", action="store_true", help="only print the decisions; delete nothing")
+    add_json_argument(parser)
+
+
+def policy_from(args: argparse.Namespace) -> Policy:
+    return Policy(
+        keep_last=args.keep_last,
+        keep_within=None if args.keep_within is None else parse_duration(args.keep_within),
+        **{rule: getattr(args, f"keep_{rule}") for rule in GFS},
+    )
+
+
+def as_backup(manifest: Manifest) -> Backup:
+    return Backup(
+        id=manifest.backup_id,
+        time=manifest.started_at,
+        status=COMPLETE if manifest.ok else manifest.status,
+        depends_on=(manifest.parent,) if manifest.parent else (),
+    )
+
+
+async def prune(repository: Repository, policy: Policy, *, dry_run: bool) -> list[Decision]:
+    """Decide with ``policy`` now; unless ``dry_run``, delete (manifest first, then objects) under the lock."""
+    if dry_run:
+        return decide([as_backup(m) for m in await repository.manifests()], policy, utc_now())
+    decide([], policy, utc_now())  # an empty policy fails before taking the lock
+    async with repository.lock("prune", exclusive=True):
+        decisions = decide([as_backup(m) for m in await repository.manifests()], policy, utc_now())
+        for decision in decisions:
+            if not decision.keep:
+                await repository.storage.delete(Repository.manifest_path(decision.backup.id))
+                await repository.remove_objects(decision.backup.id)
+    return decisions
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = policy_from(args)
+    plugins = Plugins.load()
+
+    async def work() -> list[Decision]:
+        return await prune(await open_repository(args, plugins), policy, dry_run=args.dry_run)
+
+    decisions = run_async(work)
+    deleted = [d for d in decisions if not d.keep]
+    if args.json:
+        print_json({"dry_run": args.dry_run, "decisions": [as_dict(d) for d in decisions]})
+        return 0
+    verb = "would delete" if args.dry_run else "delete"
+    for decision in decisions:
+        action = "keep" if decision.keep else verb
+        when = decision.backup.time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{action.ljust(12)}  {decision.backup.id}  {when}  {'; '.join(decision.reasons)}")
+    summary = (
+        f"{len(decisions) - len(deleted)} kept, {len(deleted)} {'to delete (dry run)' if args.dry_run else 'deleted'}"
+    )
+    print(summary)
+    return 0
+
+
+def as_dict(decision: Decision) -> dict[str, Any]:
+    return {
+        "backup_id": decision.backup.id,
+        "time": format_time(decision.backup.time),
+        "keep": decision.keep,
+        "reasons": list(decision.reasons),
+    }

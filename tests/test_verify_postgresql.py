@@ -1,0 +1,127 @@
+"""Verification of PostgreSQL backups: a drill into a temporary database (with and without --scratch),
+recorded and shown by ``list``; amcheck; a changed value and a dropped index caught at the comprehensive level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from backstream import Plugins
+from backstream.repository import Manifest
+from backstream.verify.drill import verify_target
+from fixtures.postgres import PostgresServer
+from fixtures.verify_cli import cli, cli_json, make_env
+
+SCHEMA = """
+CREATE TABLE customer (id int PRIMARY KEY, name text NOT NULL, balance numeric(10, 2), seen timestamptz);
+CREATE INDEX customer_name ON customer (name);
+CREATE TABLE orders (id serial PRIMARY KEY, customer int REFERENCES customer (id), note text, CHECK (id > 0));
+INSERT INTO customer SELECT i, 'name ' || i, i * 1.5, '2026-01-01'::timestamptz + i * interval '1 hour'
+  FROM generate_series(1, 200) i;
+INSERT INTO orders (customer, note) SELECT 1 + i % 200, CASE WHEN i % 3 = 0 THEN NULL ELSE 'n' || i END
+  FROM generate_series(1, 300) i;
+"""
+
+
+@pytest.fixture
+def source_db(postgres_server: PostgresServer) -> Iterator[str]:
+    name = postgres_server.create_database(postgres_server.unique_name("verify"))
+    with postgres_server.connect(name) as conn:
+        conn.execute(SCHEMA)
+    try:
+        yield name
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def made(tmp_path: Path, postgres_server: PostgresServer, source_db: str) -> tuple[dict[str, str], str, str]:
+    env = make_env(tmp_path)
+    repo = str(tmp_path / "repo")
+    cli("init", "--repo", repo, env=env)
+    made = cli_json("backup", postgres_server.url(source_db), "--repo", repo, "--format", "custom", env=env)
+    return env, repo, made["backup_id"]
+
+
+def scratch_databases(server: PostgresServer) -> list[str]:
+    with server.connect() as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'backstream_verify_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_verify_latest_with_a_scratch_url_passes_and_is_recorded(
+    made: tuple[dict[str, str], str, str], postgres_server: PostgresServer
+) -> None:
+    env, repo, backup_id = made
+    scratch = postgres_server.url("postgres")
+    drill = cli_json("verify", "latest", "--repo", repo, "--scratch", scratch, "--level", "comprehensive", env=env)
+    statuses = {c["name"]: c["status"] for c in drill["checks"]}
+    assert drill["status"] == "pass", drill
+    assert statuses["amcheck"] == "pass"
+    assert statuses["checksum public.customer"] == "pass"
+    assert statuses["constraints public.orders"] == "pass"
+    listed = cli_json("list", "--repo", repo, env=env)[0]
+    assert listed["backup_id"] == backup_id and listed["last_verified"]["status"] == "pass"
+    assert scratch_databases(postgres_server) == []
+
+
+def test_verify_defaults_to_a_temporary_database_on_the_source_server(
+    made: tuple[dict[str, str], str, str], postgres_server: PostgresServer
+) -> None:
+    env, repo, _ = made
+    env = {**env, "PGPASSWORD": postgres_server.password}  # the manifest keeps no password
+    out = cli("verify", "latest", "--repo", repo, env=env).stdout
+    assert out.splitlines()[-1].startswith("PASS: ")
+    assert scratch_databases(postgres_server) == []
+
+
+@pytest.fixture
+def restored(
+    made: tuple[dict[str, str], str, str], postgres_server: PostgresServer
+) -> Iterator[tuple[Manifest, str, str]]:
+    """The backup restored into a new database: (manifest, its URL, its name)."""
+    env, repo, backup_id = made
+    name = postgres_server.unique_name("restored")
+    cli("restore", backup_id, "--repo", repo, "--to", postgres_server.url(name), env=env)
+    path = Path(repo, "backups", backup_id, "manifest.json")
+    try:
+        yield Manifest.from_json(path.read_bytes(), where=str(path)), postgres_server.url(name), name
+    finally:
+        postgres_server.drop_database(name)
+
+
+def comprehensive(manifest: Manifest, url: str) -> dict[str, tuple[str, str]]:
+    async def run() -> dict[str, tuple[str, str]]:
+        results = await verify_target(Plugins.load(), manifest, url, "comprehensive")
+        return {r.name: (r.status, r.detail) for r in results}
+
+    return anyio.run(run)
+
+
+def test_the_comprehensive_level_detects_one_changed_value(
+    restored: tuple[Manifest, str, str], postgres_server: PostgresServer
+) -> None:
+    manifest, url, name = restored
+    with postgres_server.connect(name) as conn:
+        conn.execute("UPDATE customer SET balance = 0 WHERE id = 42")
+    results = comprehensive(manifest, url)
+    assert results["checksum public.customer"][0] == "fail"
+    assert results["rows public.customer"][0] == "pass"
+    assert results["checksum public.orders"][0] == "pass"
+
+
+def test_the_comprehensive_level_detects_a_dropped_index(
+    restored: tuple[Manifest, str, str], postgres_server: PostgresServer
+) -> None:
+    manifest, url, name = restored
+    with postgres_server.connect(name) as conn:
+        conn.execute("DROP INDEX customer_name")
+    results = comprehensive(manifest, url)
+    status, detail = results["indexes public.customer"]
+    assert status == "fail" and "missing customer_name" in detail
+    assert results["amcheck"][0] == "pass"
+    with postgres_server.connect(name) as conn:  # amcheck was removed again
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'amcheck'").fetchone()[0] == 0
