@@ -11,7 +11,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from backstream import Pipeline, SourceError, StorageError, file_sink, file_source, iterable_source
 
 

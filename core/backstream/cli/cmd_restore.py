@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         return run_to_dir(args)
     if not args.to:
-        raise ConfigError("say where to restore: --to TARGET (a database URL) or --to-dir DATADIR (PostgreSQL physical)")
+        raise ConfigError("say where to restore: --to TARGET (a database URL) or --to-dir DATADIR (PostgreSQL)")
     if args.target_time and not getattr(args, "to_dir", None):  # MySQL/MariaDB and SQLite (backstream.binlog)
         from backstream.binlog.cli_restore import run_target_time
 

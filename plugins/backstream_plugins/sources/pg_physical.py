@@ -12,6 +12,7 @@ Options: ``wal`` none|fetch (``-X``), ``checkpoint`` fast|spread (fast), ``bindi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,8 +26,59 @@ import anyio
 from backstream import ByteSource, ConfigError, JobContext, Register, SourceError, hookimpl, missing_dependency, split
 
 READ_SIZE = 256 * 1024
-_START = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")
-_END = re.compile(r"write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)")
+_START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.MULTILINE)
+_TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.MULTILINE)
+WATCHED = ("backup_label", "backup_manifest")
+"""Members of the tar stream read on the way through: the start LSN/timeline and the WAL range."""
+MAX_WATCHED = 64 * 1024 * 1024
+
+
+class _TarWatcher:
+    """Follows the ustar headers of a passing tar stream and keeps the bodies of the WATCHED members."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._skip = 0  # body bytes (and padding) still to pass
+        self._capture: bytearray | None = None
+        self._capture_left = 0
+        self._name = ""
+        self.members: dict[str, bytes] = {}
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                take = min(self._skip, len(view))
+                if self._capture is not None and self._capture_left:
+                    keep = min(take, self._capture_left)
+                    self._capture += view[:keep]
+                    self._capture_left -= keep
+                    if not self._capture_left:
+                        self.members[self._name] = bytes(self._capture)
+                        self._capture = None
+                self._skip -= take
+                view = view[take:]
+                continue
+            need = 512 - len(self._pending)
+            self._pending += bytes(view[:need])
+            view = view[need:]
+            if len(self._pending) < 512:
+                return
+            header, self._pending = self._pending, b""
+            if header == b"\0" * 512:
+                continue
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            try:
+                size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            except ValueError:
+                return  # not ustar: give up watching (the data still passes unchanged)
+            self._skip = (size + 511) // 512 * 512
+            self._name = name.removeprefix("./")
+            if self._name in WATCHED and size <= MAX_WATCHED:
+                self._capture, self._capture_left = bytearray(), size
+                if size == 0:
+                    self.members[self._name] = b""
+                    self._capture = None
 
 
 def _psycopg() -> Any:
@@ -113,7 +165,9 @@ class PhysicalSource:
             return str(path)
         found = shutil.which("pg_basebackup")
         if found is None:
-            raise SourceError("pg_basebackup not found on PATH; install the PostgreSQL client tools (postgresql-client)")
+            raise SourceError(
+                "pg_basebackup not found on PATH; install the PostgreSQL client tools (postgresql-client)"
+            )
         return found
 
     def dump(self, job: JobContext) -> ByteSource:
@@ -152,24 +206,25 @@ class PhysicalSource:
                 errors.seek(0)
                 lines = [ln.strip() for ln in errors.read()[-16384:].decode("utf-8", "replace").splitlines()]
                 detail = " | ".join(ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower())[:800]
-                if "single tablespace" in detail or "tablespace" in detail and "stdout" in detail:
+                if "single tablespace" in detail or ("tablespace" in detail and "stdout" in detail):
                     detail += " (a streamed physical backup supports a single tablespace only)"
                 return SourceError(f"pg_basebackup failed (exit status {code})" + (f": {detail}" if detail else ""))
 
             async def chunks() -> AsyncIterator[bytes]:
                 assert process.stdout is not None
+                watcher = _TarWatcher()
                 while True:
                     try:
                         data = await process.stdout.receive(READ_SIZE)
                     except (anyio.EndOfStream, anyio.ClosedResourceError):
                         break
+                    watcher.feed(data)
                     for piece in split(data):
                         yield piece
                 code = await process.wait()
                 if code != 0:
                     raise failure(code)
-                errors.seek(0)
-                self._record(job, facts, errors.read().decode("utf-8", "replace"))
+                self._record(job, facts, watcher.members)
 
             try:
                 yield chunks()
@@ -179,12 +234,21 @@ class PhysicalSource:
                         process.kill()
                     await process.aclose()
 
-    def _record(self, job: JobContext, facts: dict[str, Any], log: str) -> None:
-        start, end = _START.search(log), _END.search(log)
-        if not start or not end:
-            raise SourceError("pg_basebackup did not report its start and end WAL locations (is it version 10 or later?)")
-        timeline, size = int(start.group(2)), facts["wal_segment_size"]
-        start_lsn, stop_lsn = _lsn(start.group(1)), _lsn(end.group(1))
+    def _record(self, job: JobContext, facts: dict[str, Any], members: dict[str, bytes]) -> None:
+        label = members.get("backup_label", b"").decode("utf-8", "replace")
+        start, tl = _START.search(label), _TIMELINE.search(label)
+        if not start or not tl:
+            raise SourceError("the base backup stream has no readable backup_label (START WAL LOCATION)")
+        timeline, size = int(tl.group(1)), facts["wal_segment_size"]
+        stop_text: str | None = None
+        try:
+            ranges = json.loads(members.get("backup_manifest", b"{}")).get("WAL-Ranges") or []
+            stop_text = str(ranges[-1]["End-LSN"]) if ranges else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            stop_text = None
+        if stop_text is None:
+            raise SourceError("the base backup stream has no readable backup_manifest WAL range (stop LSN)")
+        start_lsn, stop_lsn = _lsn(start.group(1)), _lsn(stop_text)
         job.metadata.update(
             {
                 "server_version": facts["server_version"],
@@ -192,7 +256,7 @@ class PhysicalSource:
                 "format": "tar",
                 "wal_method": self._wal,
                 "start_lsn": start.group(1),
-                "stop_lsn": end.group(1),
+                "stop_lsn": stop_text,
                 "timeline": timeline,
                 "wal_segment_size": size,
                 "start_wal": _segment(start_lsn, timeline, size),

@@ -1,0 +1,376 @@
+"""Point-in-time restore of a PostgreSQL physical base backup into a data directory, optionally started.
+
+Extracts the tar stream (``tarfile`` ``r|`` in a worker thread), writes recovery.signal, the
+restore_command (``backstream wal-fetch``) and the recovery target, and with ``start`` runs the
+server until recovery reaches the target; a missing WAL segment is named in the error.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from backstream.errors import ConfigError, RepositoryError, SourceError
+from backstream.jobs.common import open_repository
+from backstream.jobs.encryption import KeyOptions
+from backstream.jobs.restore import _Reader
+from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
+from backstream.pitr.wal import list_archive
+from backstream.pitr.walconfig import WalConfig
+from backstream.pitr.walnames import DEFAULT_SEGMENT_SIZE, is_segment, segment_name, segment_number
+from backstream.plugins import Plugins
+from backstream.repository import Manifest
+
+WAL_CONFIG_NAME = "backstream-wal.toml"
+SERVER_LOG_NAME = "backstream-recovery.log"
+
+
+@dataclass(frozen=True)
+class RestoredDir:
+    """What ``restore_to_dir`` did."""
+
+    backup_id: str
+    data_dir: str
+    target: str
+    started: bool
+    state: str  # "prepared", "promoted" or "in recovery"
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """The account that runs the restored server: ``postgres`` when we are root, else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise ConfigError(
+            "running as root, but there is no 'postgres' user to own and run the restored server"
+        ) from None
+
+
+def backstream_executable() -> str:
+    """The ``backstream`` command for archive_command/restore_command: $BACKSTREAM_EXECUTABLE, else this
+    installation's by absolute path (the postgres user must be able to run it and its interpreter)."""
+    override = os.environ.get("BACKSTREAM_EXECUTABLE")
+    if override:
+        return override
+    sibling = Path(sys.executable).with_name("backstream")
+    if sibling.is_file():
+        return str(sibling)
+    found = shutil.which("backstream")
+    if found is None:
+        raise ConfigError("cannot find the backstream command to use in restore_command; is it on PATH?")
+    return os.path.abspath(found)
+
+
+async def restore_to_dir(
+    backup: str,
+    *,
+    wal: WalConfig,
+    to_dir: str,
+    target: RecoveryTarget,
+    start: bool = False,
+    port: int | None = None,
+    pg_bindir: str | None = None,
+    keys: KeyOptions | None = None,
+    plugins: Plugins | None = None,
+    start_timeout: float = 600.0,
+) -> RestoredDir:
+    """Lay down base backup ``backup`` (id, prefix or ``latest``) in ``to_dir`` and configure recovery."""
+    plugins = plugins or Plugins.load()
+    repository = await open_repository(plugins, wal.repo, wal.storage_options)
+    if backup == "latest":
+        manifest = choose_backup(await repository.manifests(), target)
+        if manifest is None:
+            raise RepositoryError(
+                f"no physical base backup in {repository.url} ended before {target.describe}; "
+                "take one with: backstream backup postgresql://... --physical"
+            )
+    else:
+        manifest = await repository.resolve(backup)
+    if manifest.source.kind != PHYSICAL_KIND:
+        raise ConfigError(
+            f"backup {manifest.backup_id} is a {manifest.source.kind} backup; "
+            "--to-dir needs a physical one (backup --physical)"
+        )
+    if not manifest.ok or len(manifest.objects) != 1:
+        raise ConfigError(f"backup {manifest.backup_id} is not a complete physical base backup")
+    if not target.allows(manifest):
+        raise ConfigError(f"backup {manifest.backup_id} ended after {target.describe}; it cannot recover to it")
+    owner = server_user()
+    data_dir = Path(to_dir).absolute()
+    created = _prepare_dir(data_dir, owner)
+    try:
+        reader = _Reader(plugins, repository, manifest, keys, None)
+        async with reader.plaintext(manifest.objects[0]) as chunks:
+            await _extract(chunks, data_dir)
+        _write_recovery(data_dir, manifest, wal, target, port, keys)
+        if owner is not None:
+            _chown_tree(data_dir, owner.pw_uid, owner.pw_gid)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            _clear(data_dir, remove_dir=created)
+        raise
+    if not start:
+        return RestoredDir(manifest.backup_id, str(data_dir), target.describe, False, "prepared")
+    bindir = _bindir(pg_bindir, manifest)
+    state = await _start_and_wait(data_dir, bindir, port, owner, target, start_timeout, repository.storage, manifest)
+    return RestoredDir(manifest.backup_id, str(data_dir), target.describe, True, state)
+
+
+# --- the data directory --------------------------------------------------------------------------
+
+
+def _prepare_dir(data_dir: Path, owner: pwd.struct_passwd | None) -> bool:
+    """An empty directory with mode 0700 owned by the server's user; True if we created it."""
+    created = False
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            raise ConfigError(f"{data_dir} exists and is not a directory")
+        if any(data_dir.iterdir()):
+            raise ConfigError(f"{data_dir} is not empty; restore into an empty or new directory")
+    else:
+        data_dir.mkdir(parents=True, mode=0o700)
+        created = True
+    os.chmod(data_dir, 0o700)
+    if owner is not None:
+        os.chown(data_dir, owner.pw_uid, owner.pw_gid)
+    return created
+
+
+def _clear(data_dir: Path, *, remove_dir: bool) -> None:
+    if remove_dir:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for child in data_dir.iterdir() if data_dir.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    for directory, dirnames, filenames in os.walk(root):
+        os.chown(directory, uid, gid)
+        for name in dirnames + filenames:
+            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+
+
+class _QueueReader:
+    """A file object for ``tarfile`` fed from the event loop through a bounded queue."""
+
+    def __init__(self, feed: queue.Queue[bytes | None]) -> None:
+        self._feed = feed
+        self._buffer = b""
+        self._eof = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size < 0 or len(self._buffer) < size):
+            chunk = self._feed.get()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def drain(self) -> None:
+        while not self._eof:
+            if self._feed.get() is None:
+                self._eof = True
+
+
+async def _extract(chunks: AsyncIterator[bytes], data_dir: Path) -> None:
+    """Untar ``chunks`` into ``data_dir`` in a worker thread; the whole stream is consumed (and so verified)."""
+    feed: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+    reader = _QueueReader(feed)
+    failure: list[BaseException] = []
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+                for member in archive:
+                    archive.extract(member, data_dir, filter="data")
+        except BaseException as exc:  # reported on the event loop
+            failure.append(exc)
+        finally:
+            finished.set()
+            reader.drain()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, work)
+        try:
+            async for chunk in chunks:
+                await anyio.to_thread.run_sync(feed.put, chunk)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(feed.put, None)
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, tarfile.TarError | OSError):
+            raise SourceError(f"cannot extract the base backup into {data_dir}: {exc}") from exc
+        raise exc
+
+
+def _conf_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _write_recovery(
+    data_dir: Path,
+    manifest: Manifest,
+    wal: WalConfig,
+    target: RecoveryTarget,
+    port: int | None,
+    keys: KeyOptions | None,
+) -> None:
+    """recovery.signal, the wal-fetch config file and the recovery settings in postgresql.auto.conf."""
+    if keys is not None and keys.provider_options:
+        wal = WalConfig(**{**wal.__dict__, "provider_options": {**wal.provider_options, **keys.provider_options}})
+    config_file = data_dir / WAL_CONFIG_NAME
+    config_file.write_text(wal.to_toml())
+    os.chmod(config_file, 0o600)
+    command = f"{shlex.quote(backstream_executable())} wal-fetch --config {shlex.quote(str(config_file))} %f %p"
+    settings = {
+        "restore_command": command.replace("%", "%%").replace("%%f", "%f").replace("%%p", "%p"),
+        "archive_mode": "off",
+        **target.settings(),
+    }
+    if port is not None:
+        settings["port"] = str(port)
+    lines = [f"\n# backstream restore of {manifest.backup_id} to {target.describe} (remove after recovery)"]
+    lines += [f"{key} = {_conf_quote(value)}" for key, value in settings.items()]
+    with (data_dir / "postgresql.auto.conf").open("a") as conf:
+        conf.write("\n".join(lines) + "\n")
+    (data_dir / "recovery.signal").touch()
+    for stale in ("postmaster.pid", "postmaster.opts"):
+        (data_dir / stale).unlink(missing_ok=True)
+
+
+# --- starting the server -------------------------------------------------------------------------
+
+
+def _bindir(given: str | None, manifest: Manifest) -> Path:
+    if given:
+        return Path(given)
+    version = str(manifest.source.server_version or manifest.source.metadata.get("server_version") or "")
+    major = version.split(".")[0].split()[0] if version else ""
+    debian = Path(f"/usr/lib/postgresql/{major}/bin")
+    if major and (debian / "pg_ctl").is_file():
+        return debian
+    found = shutil.which("pg_ctl")
+    if found is None:
+        raise ConfigError("cannot find pg_ctl; pass --pg-bindir DIR (the PostgreSQL server binaries)")
+    return Path(found).parent
+
+
+def _as_user(argv: list[str], owner: pwd.struct_passwd | None) -> list[str]:
+    return ["runuser", "-u", owner.pw_name, "--", *argv] if owner is not None else argv
+
+
+def _cluster_state(bindir: Path, data_dir: Path, owner: pwd.struct_passwd | None) -> str:
+    result = subprocess.run(
+        _as_user([str(bindir / "pg_controldata"), str(data_dir)], owner), capture_output=True, text=True, check=False
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("Database cluster state:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _running(bindir: Path, data_dir: Path, owner: pwd.struct_passwd | None) -> bool:
+    result = subprocess.run(
+        _as_user([str(bindir / "pg_ctl"), "status", "-D", str(data_dir)], owner), capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def _log_tail(data_dir: Path) -> str:
+    try:
+        lines = (data_dir / SERVER_LOG_NAME).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    wanted = [line for line in lines if "FATAL" in line or "PANIC" in line or "LOG:  last completed" in line]
+    return " | ".join(wanted[-3:])
+
+
+async def _start_and_wait(
+    data_dir: Path,
+    bindir: Path,
+    port: int | None,
+    owner: pwd.struct_passwd | None,
+    target: RecoveryTarget,
+    timeout: float,
+    storage: Any,
+    manifest: Manifest,
+) -> str:
+    log_file = data_dir / SERVER_LOG_NAME
+    argv = [str(bindir / "pg_ctl"), "start", "-D", str(data_dir), "-l", str(log_file), "-w", "-t", str(int(timeout))]
+    if port is not None:
+        argv += ["-o", f"-p {port}"]
+    started = await anyio.run_process(_as_user(argv, owner), check=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await anyio.to_thread.run_sync(_cluster_state, bindir, data_dir, owner)
+        if state == "in production":
+            return "promoted"
+        if started.returncode != 0 or not await anyio.to_thread.run_sync(_running, bindir, data_dir, owner):
+            raise SourceError(await _stopped_message(data_dir, target, storage, manifest))
+        if not target.settings():
+            return "in recovery"  # no target: it keeps replaying (and waits for more WAL) until promoted
+        if time.monotonic() > deadline:
+            raise SourceError(f"recovery did not reach {target.describe} within {timeout:.0f} s; see {log_file}")
+        await anyio.sleep(0.2)
+
+
+async def _stopped_message(data_dir: Path, target: RecoveryTarget, storage: Any, manifest: Manifest) -> str:
+    detail = _log_tail(data_dir)
+    missing = await first_gap(storage, manifest)
+    where = f"; see {data_dir / SERVER_LOG_NAME}"
+    if missing:
+        return (
+            f"recovery stopped before {target.describe}: WAL segment {missing} is missing from the archive "
+            f"(later segments exist, so the archive has a hole){where}" + (f" [{detail}]" if detail else "")
+        )
+    return (
+        f"the restored server stopped before reaching {target.describe}: {detail or 'no FATAL line in its log'}{where}"
+    )
+
+
+async def first_gap(storage: Any, manifest: Manifest) -> str | None:
+    """The first WAL segment missing between the base backup's start and the newest archived segment."""
+    metadata = manifest.source.metadata
+    start = metadata.get("start_wal")
+    if not start:
+        return None
+    size = int(metadata.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
+    timeline = int(str(start)[:8], 16)
+    names = {r.name for r in await list_archive(storage) if is_segment(r.name) and int(r.name[:8], 16) == timeline}
+    if not names:
+        return str(start)
+    numbers = {segment_number(n, size) for n in names}
+    last = max(numbers)
+    number = segment_number(str(start), size)
+    while number <= last:
+        if number not in numbers:
+            return segment_name(timeline, number, size)
+        number += 1
+    return None

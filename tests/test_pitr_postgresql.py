@@ -1,0 +1,385 @@
+"""PostgreSQL point-in-time recovery end to end from the CLI: archive_command = backstream wal-push,
+a physical base backup, three batches of rows, restores to a time and to an LSN between batches 2 and 3.
+
+One archiving server for the module (its own cluster: archive_mode needs a restart); restored
+servers run on other ports as the postgres user and are stopped after each test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from fixtures.postgres import PostgresServer, _free_port, start_postgres
+
+BACKSTREAM = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "backstream")
+SEGMENT_A = "000000010000000000000001"
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SITE_PACKAGES = next((REPO_ROOT / ".venv" / "lib").glob("python3*/site-packages"))
+WRAPPER = """#!/bin/sh
+exec /usr/bin/python3 -S -c 'import site, sys; sys.path[:0] = {paths}; site.addsitedir("{site}"); \\
+sys.argv[0] = "backstream"; from backstream.cli.main import main; sys.exit(main())' "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def server_side_backstream() -> Iterator[str]:
+    """A ``backstream`` the postgres user can run: Debian's python3 with the venv's packages.
+
+    archive/restore_command use it via $BACKSTREAM_EXECUTABLE. Where the checkout is not readable
+    by postgres (a clone under /root, mode 0700), the packages and sources are copied (hard-linked
+    where possible) into a folder postgres can read."""
+    folder = _postgres_owned_dir("backstream-pitr-bin-")
+    os.chmod(folder, 0o755)
+    site, paths = SITE_PACKAGES, [str(REPO_ROOT / "core"), str(REPO_ROOT / "plugins")]
+    if not _postgres_can_read(SITE_PACKAGES) or not _postgres_can_read(REPO_ROOT / "core"):
+        site = folder / "site-packages"
+        _link_tree(SITE_PACKAGES, site, ignore=shutil.ignore_patterns("_editable_impl_*.pth", "__pycache__"))
+        paths = []
+        for name in ("core", "plugins"):
+            _link_tree(REPO_ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+            paths.append(str(folder / name))
+        subprocess.run(["chmod", "-R", "a+rX", str(folder)], check=True)
+    script = folder / "backstream"
+    script.write_text(WRAPPER.format(site=site, paths=json.dumps(paths)))
+    script.chmod(0o755)
+    check = subprocess.run(_as_postgres([str(script), "--version"]), capture_output=True, text=True, check=False)
+    assert check.returncode == 0, f"the postgres user cannot run backstream: {check.stderr}"
+    os.environ["BACKSTREAM_EXECUTABLE"] = str(script)
+    try:
+        yield str(script)
+    finally:
+        os.environ.pop("BACKSTREAM_EXECUTABLE", None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _postgres_can_read(path: Path) -> bool:
+    probe = subprocess.run(_as_postgres(["test", "-r", str(path), "-a", "-x", str(path)]), check=False)
+    return probe.returncode == 0
+
+
+def _link_tree(source: Path, target: Path, *, ignore: Callable[[str, list[str]], Iterable[str]]) -> None:
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, ignore=ignore, copy_function=link_or_copy, symlinks=True)
+
+
+def cli(*argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BACKSTREAM, *argv], capture_output=True, text=True, timeout=timeout, check=False, env=env or dict(os.environ)
+    )
+
+
+def ok(*argv: str) -> str:
+    result = cli(*argv)
+    assert result.returncode == 0, f"backstream {' '.join(argv)} failed: {result.stderr}"
+    return result.stdout
+
+
+def _postgres_owned_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return path
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@dataclass(frozen=True)
+class Scenario:
+    server: PostgresServer
+    repo: str
+    backup_id: str
+    between_2_and_3: str  # a server time after batch 2 committed and before batch 3
+    lsn_after_2: str
+    segments_after_backup: list[str]
+
+
+@pytest.fixture(scope="module")
+def scenario(server_side_backstream: str) -> Iterator[Scenario]:
+    with start_postgres() as server:
+        base = _postgres_owned_dir("backstream-pitr-repo-")
+        try:
+            yield _archive_three_batches(server, str(base / "repo"))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _archive_three_batches(server: PostgresServer, repo: str) -> Scenario:
+    """Archiving set up by ``pitr setup --apply`` + restart, a base backup, then three batches of rows."""
+    ok("init", "--repo", repo)
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "postgres:postgres", repo], check=True)
+    ok("pitr", "setup", server.url(), "--repo", repo, "--apply")
+    restart = subprocess.run(
+        _as_postgres(
+            [
+                f"{server.bindir}/pg_ctl",
+                "-D",
+                server.data_dir,
+                "-l",
+                str(Path(server.data_dir).parent / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert restart.returncode == 0, restart.stderr
+    backup_id = ok("backup", server.url(), "--physical", "--repo", repo).strip()
+    segments: list[str] = []
+    with server.connect() as conn:
+        conn.execute("CREATE TABLE rows (batch int NOT NULL, n int NOT NULL)")
+
+        def batch(number: int) -> None:
+            conn.execute("INSERT INTO rows SELECT %s, g FROM generate_series(1, 100) g", (number,))
+            row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+            assert row is not None
+            segments.append(row[0])
+
+        batch(1)
+        time.sleep(1.1)
+        batch(2)
+        lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        time.sleep(1.1)
+        between = conn.execute(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        ).fetchone()
+        time.sleep(1.1)
+        batch(3)
+        deadline = time.monotonic() + 60
+        while not Path(repo, "wal", "00000001", segments[-1] + ".json").exists():
+            assert time.monotonic() < deadline, "the last segment was not archived within 60 s"
+            time.sleep(0.2)
+    assert lsn is not None and between is not None
+    return Scenario(server, repo, backup_id, between[0] + "+00", lsn[0], segments)
+
+
+@pytest.fixture
+def restored_dir() -> Iterator[Path]:
+    """A new data directory path (not created) under a postgres-owned parent; its server is stopped after."""
+    parent = _postgres_owned_dir("backstream-pitr-restore-")
+    data = parent / "data"
+    try:
+        yield data
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres(["/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _batches(server: PostgresServer, port: int) -> list[int]:
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user=server.user, password=server.password, dbname="postgres", autocommit=True
+    ) as conn:
+        in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        assert in_recovery == (False,), "the restored server should have promoted at the target"
+        return [row[0] for row in conn.execute("SELECT DISTINCT batch FROM rows ORDER BY batch").fetchall()]
+
+
+def test_physical_backup_manifest_records_lsns_timeline_and_wal_range(scenario: Scenario) -> None:
+    shown = json.loads(Path(scenario.repo, "backups", scenario.backup_id, "manifest.json").read_text())
+    metadata = shown["source"]["metadata"]
+    assert shown["source"]["kind"] == "postgresql-physical"
+    assert metadata["timeline"] == 1
+    assert metadata["start_lsn"] and metadata["stop_lsn"]
+    assert metadata["start_wal"] <= metadata["stop_wal"]
+    assert [obj["name"] for obj in shown["objects"]] == ["base.tar"]
+    for segment in (metadata["start_wal"], metadata["stop_wal"]):
+        assert Path(scenario.repo, "wal", "00000001", segment + ".json").exists(), f"{segment} not archived"
+
+
+def test_restore_to_time_between_batch_2_and_3_has_exactly_batches_1_and_2(
+    scenario: Scenario, restored_dir: Path
+) -> None:
+    port = _free_port()
+    result = cli(
+        "restore", "latest", "--repo", scenario.repo, "--to-dir", str(restored_dir),
+        "--target-time", scenario.between_2_and_3, "--start", "--port", str(port),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "promoted" in result.stdout
+    assert _batches(scenario.server, port) == [1, 2]
+    assert oct(restored_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def test_restore_to_lsn_after_batch_2_with_wal_prefetch_has_exactly_batches_1_and_2(
+    scenario: Scenario, restored_dir: Path
+) -> None:
+    port = _free_port()
+    result = cli(
+        "restore", scenario.backup_id, "--repo", scenario.repo, "--to-dir", str(restored_dir),
+        "--target-lsn", scenario.lsn_after_2, "--start", "--port", str(port),
+        env=dict(os.environ, BACKSTREAM_WAL_PREFETCH="3"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "prefetch = 3" in (restored_dir / "backstream-wal.toml").read_text()
+    assert _batches(scenario.server, port) == [1, 2]
+
+
+def test_restore_with_a_missing_wal_segment_stops_naming_it(scenario: Scenario, restored_dir: Path) -> None:
+    holey = restored_dir.parent / "holey-repo"
+    shutil.copytree(scenario.repo, holey, symlinks=True)
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(holey)], check=True)
+    missing = scenario.segments_after_backup[0]  # holds batch 1; later segments exist
+    for path in Path(holey, "wal", "00000001").glob(missing + ".*"):
+        path.unlink()
+    port = _free_port()
+    result = cli(
+        "restore", "latest", "--repo", str(holey), "--to-dir", str(restored_dir),
+        "--target-time", scenario.between_2_and_3, "--start", "--port", str(port),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert missing in result.stderr, result.stderr
+    assert "missing from the archive" in result.stderr
+
+
+def test_verify_pitr_sees_a_switched_segment_arrive_and_reports_the_window(scenario: Scenario) -> None:
+    out = ok("verify-pitr", scenario.server.url(), "--repo", scenario.repo, "--json")
+    window = json.loads(out)
+    assert Path(scenario.repo, "wal", "00000001", window["segment"] + ".json").exists()
+    assert window["oldest_backup"] == scenario.backup_id
+    assert window["newest_wal"] >= window["segment"]
+    assert window["oldest_backup_start"] < window["newest_wal_archived_at"]
+
+
+def test_pitr_setup_prints_archive_settings_and_says_restart(scenario: Scenario) -> None:
+    out = ok("pitr", "setup", scenario.server.url(), "--repo", scenario.repo)
+    assert "archive_mode = 'on'" in out
+    assert f"backstream wal-push --repo {scenario.repo} %p" in out
+    assert "restart" in out
+
+
+# --- wal-push / wal-fetch without a server -----------------------------------------------------
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> str:
+    path = str(tmp_path / "repo")
+    ok("init", "--repo", path)
+    return path
+
+
+def _segment(tmp_path: Path, content: bytes, name: str = SEGMENT_A) -> Path:
+    folder = tmp_path / secrets_dir()
+    folder.mkdir()
+    path = folder / name
+    path.write_bytes(content)
+    return path
+
+
+def secrets_dir() -> str:
+    return "seg-" + os.urandom(4).hex()
+
+
+def test_wal_push_of_an_identical_segment_again_succeeds(repo: str, tmp_path: Path) -> None:
+    segment = _segment(tmp_path, os.urandom(1 << 20) * 16)
+    assert cli("wal-push", "--repo", repo, str(segment)).returncode == 0
+    assert cli("wal-push", "--repo", repo, str(segment)).returncode == 0
+
+
+def test_wal_push_of_different_content_under_an_archived_name_fails_loudly(repo: str, tmp_path: Path) -> None:
+    assert cli("wal-push", "--repo", repo, str(_segment(tmp_path, b"a" * 4096))).returncode == 0
+    result = cli("wal-push", "--repo", repo, str(_segment(tmp_path, b"b" * 4096)))
+    assert result.returncode != 0
+    assert "already archived with different content" in result.stderr
+
+
+def test_wal_fetch_of_a_file_not_archived_exits_1(repo: str, tmp_path: Path) -> None:
+    result = cli("wal-fetch", "--repo", repo, SEGMENT_A, str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "not in the WAL archive" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_wal_fetch_of_a_corrupted_archive_exits_above_125_so_recovery_aborts(repo: str, tmp_path: Path) -> None:
+    assert cli("wal-push", "--repo", repo, str(_segment(tmp_path, b"x" * 8192))).returncode == 0
+    stored = Path(repo, "wal", "00000001", SEGMENT_A + ".zst")
+    stored.write_bytes(stored.read_bytes()[:-1] + b"\0")
+    result = cli("wal-fetch", "--repo", repo, SEGMENT_A, str(tmp_path / "out"))
+    assert result.returncode > 125
+    assert "corrupted" in result.stderr
+
+
+def test_wal_push_and_fetch_round_trip_history_files_with_encryption_from_the_environment(
+    repo: str, tmp_path: Path
+) -> None:
+    env = dict(os.environ, BACKSTREAM_REPO=repo, BACKSTREAM_WAL_ENCRYPT="passphrase", BACKSTREAM_PASSPHRASE="pitr pass")
+    content = b"1\t0/3000000\tno recovery target specified\n"
+    history = _segment(tmp_path, content, "00000002.history")
+    assert cli("wal-push", str(history), env=env).returncode == 0
+    assert (
+        not list(Path(repo, "wal", "00000002").glob("*.history.zst"))
+        or b"no recovery" not in next(Path(repo, "wal", "00000002").glob("*.history.zst")).read_bytes()
+    )
+    fetched = cli("wal-fetch", "00000002.history", str(tmp_path / "h"), env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "h").read_bytes() == content
+
+
+def test_wal_fetch_with_prefetch_spools_the_next_segments_and_serves_them_from_the_spool(
+    repo: str, tmp_path: Path
+) -> None:
+    names = [f"0000000100000000000000{n:02X}" for n in (1, 2, 3)]
+    for name in names:
+        assert cli("wal-push", "--repo", repo, str(_segment(tmp_path, name.encode() * 100, name))).returncode == 0
+    pg_wal = tmp_path / "pg_wal"
+    pg_wal.mkdir()
+    env = dict(os.environ, BACKSTREAM_WAL_PREFETCH="2")
+    assert cli("wal-fetch", "--repo", repo, names[0], str(pg_wal / "RECOVERYXLOG"), env=env).returncode == 0
+    spool = pg_wal / "backstream-spool"
+    deadline = time.monotonic() + 20
+    while not all((spool / name).exists() for name in names[1:]):
+        assert time.monotonic() < deadline, f"prefetch did not spool {names[1:]}: {list(spool.iterdir())}"
+        time.sleep(0.05)
+    for stored in Path(repo, "wal", "00000001").glob(names[1] + ".*"):
+        stored.unlink()  # from now on only the spool has it
+    fetched = cli("wal-fetch", "--repo", repo, names[1], str(pg_wal / "RECOVERYXLOG"), env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (pg_wal / "RECOVERYXLOG").read_bytes() == names[1].encode() * 100
+
+
+def test_encrypted_physical_backup_restores_to_immediate_consistency(scenario: Scenario, restored_dir: Path) -> None:
+    env = dict(os.environ, BACKSTREAM_PASSPHRASE="physical pass")
+    made = cli(
+        "backup", scenario.server.url(), "--physical", "--repo", scenario.repo, "--encrypt", "passphrase", env=env
+    )
+    assert made.returncode == 0, made.stderr
+    backup_id = made.stdout.strip()
+    stored = next(Path(scenario.repo, "backups", backup_id, "data").iterdir())
+    assert b"backup_label" not in stored.read_bytes()
+    port = _free_port()
+    result = cli(
+        "restore", backup_id, "--repo", scenario.repo, "--to-dir", str(restored_dir),
+        "--target", "immediate", "--start", "--port", str(port), env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _batches(scenario.server, port) == [1, 2, 3]
