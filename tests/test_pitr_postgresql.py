@@ -383,3 +383,25 @@ def test_encrypted_physical_backup_restores_to_immediate_consistency(scenario: S
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _batches(scenario.server, port) == [1, 2, 3]
+
+
+def test_prune_deletes_wal_older_than_the_oldest_kept_base_backup_and_keeps_the_rest(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    repo = str(tmp_path / "pruned")
+    shutil.copytree(scenario.repo, repo, symlinks=True)
+    old = _segment(tmp_path, b"o" * 4096, name="000000010000000000000000")  # before the base backup's start
+    assert cli("wal-push", "--repo", repo, str(old)).returncode == 0
+    start_wal = json.loads(Path(repo, "backups", scenario.backup_id, "manifest.json").read_text())["source"][
+        "metadata"
+    ]["start_wal"]
+
+    dry = json.loads(ok("prune", "--repo", repo, "--keep-last", "1", "--dry-run", "--json"))
+    wal = {item["name"]: item for item in dry["archive"] if item["kind"] == "wal"}
+    assert not wal["000000010000000000000000"]["keep"]
+    assert all(item["keep"] for name, item in wal.items() if name >= start_wal)
+
+    ok("prune", "--repo", repo, "--keep-last", "1")
+    assert not Path(repo, "wal", "00000001", "000000010000000000000000.json").exists()
+    for segment in [start_wal, *scenario.segments_after_backup]:
+        assert Path(repo, "wal", "00000001", segment + ".json").exists(), f"{segment} was pruned"

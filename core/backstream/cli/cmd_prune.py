@@ -7,12 +7,15 @@ Prints every backup with keep/delete and the reasons; deletes under the reposito
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
+from backstream.binlog.prune import prune_binlogs
 from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
+from backstream.pitr.prune import prune_wal
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, Repository, format_time, utc_now
-from backstream.retention import COMPLETE, Backup, Decision, Policy, decide, parse_duration
+from backstream.retention import COMPLETE, ArchiveDecision, Backup, Decision, Policy, decide, parse_duration
 
 NAME = "prune"
 HELP = "delete the backups a retention policy does not keep"
@@ -49,18 +52,40 @@ def as_backup(manifest: Manifest) -> Backup:
     )
 
 
-async def prune(repository: Repository, policy: Policy, *, dry_run: bool) -> list[Decision]:
-    """Decide with ``policy`` now; unless ``dry_run``, delete (manifest first, then objects) under the lock."""
+@dataclass(frozen=True)
+class PruneResult:
+    """Decisions on backups, then on the archived WAL segments and binlogs the kept ones need."""
+
+    backups: list[Decision]
+    archive: list[tuple[str, ArchiveDecision]]  # (kind, decision); kind is "wal" or "binlog <server id>"
+
+
+async def prune(repository: Repository, policy: Policy, *, dry_run: bool) -> PruneResult:
+    """Decide with ``policy`` now; unless ``dry_run``, delete (manifest first, then objects) under the lock,
+    then the WAL segments and binlogs that no kept backup's recovery window needs."""
     if dry_run:
-        return decide([as_backup(m) for m in await repository.manifests()], policy, utc_now())
+        return await _prune_locked(repository, policy, dry_run=True)
     decide([], policy, utc_now())  # an empty policy fails before taking the lock
     async with repository.lock("prune", exclusive=True):
-        decisions = decide([as_backup(m) for m in await repository.manifests()], policy, utc_now())
+        return await _prune_locked(repository, policy, dry_run=False)
+
+
+async def _prune_locked(repository: Repository, policy: Policy, *, dry_run: bool) -> PruneResult:
+    manifests = await repository.manifests()
+    decisions = decide([as_backup(m) for m in manifests], policy, utc_now())
+    kept_ids = {d.backup.id for d in decisions if d.keep}
+    if not dry_run:
         for decision in decisions:
             if not decision.keep:
                 await repository.storage.delete(Repository.manifest_path(decision.backup.id))
                 await repository.remove_objects(decision.backup.id)
-    return decisions
+    kept = [m for m in manifests if m.backup_id in kept_ids]
+    archive: list[tuple[str, ArchiveDecision]] = [
+        ("wal", d) for d in await prune_wal(repository, kept, dry_run=dry_run)
+    ]
+    for item in await prune_binlogs(repository, kept, dry_run=dry_run, lock=False):
+        archive.append((f"binlog {item.server_id}", item.decision))
+    return PruneResult(decisions, archive)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,10 +95,17 @@ def run(args: argparse.Namespace) -> int:
     async def work() -> list[Decision]:
         return await prune(await open_repository(args, plugins), policy, dry_run=args.dry_run)
 
-    decisions = run_async(work)
+    result = run_async(work)
+    decisions = result.backups
     deleted = [d for d in decisions if not d.keep]
     if args.json:
-        print_json({"dry_run": args.dry_run, "decisions": [as_dict(d) for d in decisions]})
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "decisions": [as_dict(d) for d in decisions],
+                "archive": [archive_dict(kind, d) for kind, d in result.archive],
+            }
+        )
         return 0
     verb = "would delete" if args.dry_run else "delete"
     for decision in decisions:
@@ -84,7 +116,20 @@ def run(args: argparse.Namespace) -> int:
         f"{len(decisions) - len(deleted)} kept, {len(deleted)} {'to delete (dry run)' if args.dry_run else 'deleted'}"
     )
     print(summary)
+    archive_deleted = [(kind, d) for kind, d in result.archive if not d.keep]
+    for kind, decision in archive_deleted:
+        print(f"{verb.ljust(12)}  {kind} {decision.file.name}  {'; '.join(decision.reasons)}")
+    if result.archive:
+        done = "to delete (dry run)" if args.dry_run else "deleted"
+        print(
+            f"archived WAL/binlog files: {len(result.archive) - len(archive_deleted)} kept, "
+            f"{len(archive_deleted)} {done}"
+        )
     return 0
+
+
+def archive_dict(kind: str, decision: ArchiveDecision) -> dict[str, Any]:
+    return {"kind": kind, "name": decision.file.name, "keep": decision.keep, "reasons": list(decision.reasons)}
 
 
 def as_dict(decision: Decision) -> dict[str, Any]:

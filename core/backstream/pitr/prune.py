@@ -1,0 +1,60 @@
+"""Retention of archived WAL: delete the segments no kept base backup's recovery window needs.
+
+Applies ``backstream.retention.archive_to_keep``; timeline history and ``.backup`` files are always kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from backstream.errors import BackstreamError
+from backstream.pitr.wal import list_archive
+from backstream.pitr.walnames import is_segment, sidecar_path
+from backstream.repository import Manifest, Repository
+from backstream.retention import ArchiveDecision, ArchivedFile, RecoveryStart, archive_to_keep
+
+log = logging.getLogger(__name__)
+
+
+def segment_position(name: str) -> tuple[int, int, int]:
+    """Replay order of a segment name: (timeline, log id, segment), whatever the segment size."""
+    return int(name[0:8], 16), int(name[8:16], 16), int(name[16:24], 16)
+
+
+def recovery_start(manifest: Manifest) -> RecoveryStart | None:
+    """The first WAL segment a physical base backup needs, or None for other backups."""
+    start = manifest.source.metadata.get("start_wal")
+    if not isinstance(start, str) or not is_segment(start):
+        return None
+    return RecoveryStart(manifest.backup_id, segment_position(start))
+
+
+async def wal_decisions(repository: Repository, kept: Sequence[Manifest]) -> list[ArchiveDecision]:
+    """Keep/delete for every archived WAL segment, given the backups that retention keeps."""
+    starts = [start for start in map(recovery_start, kept) if start is not None]
+    segments = [
+        ArchivedFile(record.name, segment_position(record.name))
+        for record in await list_archive(repository.storage)
+        if is_segment(record.name)
+    ]
+    return archive_to_keep(starts, segments)
+
+
+async def prune_wal(repository: Repository, kept: Sequence[Manifest], *, dry_run: bool) -> list[ArchiveDecision]:
+    """Delete the WAL segments ``kept`` backups do not need: the record (commit point) first, then
+    the object. The caller holds the repository's exclusive lock."""
+    decisions = await wal_decisions(repository, kept)
+    if dry_run:
+        return decisions
+    records = {record.name: record for record in await list_archive(repository.storage)}
+    for decision in decisions:
+        if decision.keep:
+            continue
+        record = records[decision.file.name]
+        await repository.storage.delete(sidecar_path(record.name))
+        try:
+            await repository.storage.delete(record.path)
+        except BackstreamError as exc:
+            log.warning("could not remove %s: %s", record.path, exc)
+    return decisions
