@@ -267,6 +267,7 @@ def test_restore_to_a_directory_is_a_source_error(sqlite: SourceFactory, awkward
     [
         ("sqlite:///abs/path.db", "/abs/path.db"),
         ("sqlite:///with%20space/%C3%BC.db", "/with space/ü.db"),
+        ("sqlite:////abs/path.db", "/abs/path.db"),  # sqlite:/// + an absolute path
     ],
 )
 def test_url_names_an_absolute_path(sqlite: SourceFactory, given: str, expected: str) -> None:

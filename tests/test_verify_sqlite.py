@@ -161,3 +161,12 @@ def test_a_backup_with_the_catalog_off_records_none_and_checks_skip(tmp_path: Pa
     assert stored["catalog"] is None
     results = checks(manifest_of(repo, backup_id), source)
     assert results["table count"] == ("skip", "no catalog was recorded at backup time")
+
+
+def test_checks_accept_a_url_with_an_absolute_path_after_three_slashes(tmp_path: Path) -> None:
+    database = tmp_path / "four.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE t (x INTEGER)")
+    checks = Plugins.load(autoload=False).checks().get("sqlite")
+    described = anyio.run(lambda: checks.inspect(f"sqlite:///{database}", level="quick", max_rows=None))
+    assert described  # sqlite:////tmp/... once failed with "invalid uri authority: tmp"

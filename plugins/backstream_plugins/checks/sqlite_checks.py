@@ -28,7 +28,10 @@ def _path(url: str) -> str:
     prefix = "sqlite://"
     if not url.lower().startswith(prefix) or not url[len(prefix) :].strip("/"):
         raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///absolute/path.db)")
-    return os.path.abspath(unquote(url[len(prefix) :]))
+    path = unquote(url[len(prefix) :])
+    if path.startswith("//"):  # sqlite:////abs/path (an absolute path after sqlite:///)
+        path = "/" + path.lstrip("/")
+    return os.path.abspath(path)
 
 
 def _connect(url: str) -> sqlite3.Connection:

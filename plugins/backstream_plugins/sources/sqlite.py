@@ -67,6 +67,8 @@ def path_from_url(url: str) -> str:
     path = unquote(rest)
     if not path or path == "/":
         raise ConfigError(f"sqlite URL names no file: {url!r} (expected sqlite:///absolute/path.db)")
+    if path.startswith("//"):  # sqlite:////abs/path (an absolute path after sqlite:///)
+        path = "/" + path.lstrip("/")
     return os.path.abspath(path)
 
 
