@@ -20,7 +20,7 @@ from backstream.chunks import CHUNK_SIZE
 from backstream.errors import SourceError, StorageError
 from backstream.protocols import ByteWriter
 
-READ_SIZE = 4 * CHUNK_SIZE
+READ_SIZE = 16 * CHUNK_SIZE
 """Bytes per blocking read, so that one thread hop moves several chunks."""
 
 

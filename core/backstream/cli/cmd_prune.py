@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     policy = policy_from(args)
     plugins = Plugins.load()
 
-    async def work() -> list[Decision]:
+    async def work() -> PruneResult:
         return await prune(await open_repository(args, plugins), policy, dry_run=args.dry_run)
 
     result = run_async(work)
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary)
     archive_deleted = [(kind, d) for kind, d in result.archive if not d.keep]
-    for kind, decision in archive_deleted:
-        print(f"{verb.ljust(12)}  {kind} {decision.file.name}  {'; '.join(decision.reasons)}")
+    for kind, archived in archive_deleted:
+        print(f"{verb.ljust(12)}  {kind} {archived.file.name}  {'; '.join(archived.reasons)}")
     if result.archive:
         done = "to delete (dry run)" if args.dry_run else "deleted"
         print(
