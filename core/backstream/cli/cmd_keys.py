@@ -1,4 +1,4 @@
-"""``backstream keys``: create keys (local keystores), rotate an object's keys, show an object's header.
+"""``backstream keys``: create keys (local keystores), rotate keys (a file or a repository), show a header.
 
 Rotation re-wraps the data key and rewrites only the header; the encrypted chunks stay byte-identical.
 """
@@ -22,8 +22,10 @@ from backstream.cli.crypto_args import (
     parse_pairs,
     provider_options,
 )
+from backstream.cli.options import add_repo_argument, open_repository
 from backstream.crypto import configure_provider, key_providers, read_header, rewrap_encrypted, scheme_of
 from backstream.errors import ConfigError
+from backstream.jobs.rotate import rotate_repository
 from backstream.plugins import Plugins
 
 NAME = "keys"
@@ -48,7 +50,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", metavar="OUT", help="where to write the rotated object (default: replace IN atomically)"
     )
     rotate.add_argument(
-        "-k", "--key", action="append", required=True, metavar="KEYREF", help="new key reference (repeatable)"
+        "backup",
+        nargs="?",
+        metavar="ID|latest",
+        help="with --repo: the backup to rotate (id, unique prefix or latest); see --all",
+    )
+    add_repo_argument(rotate)
+    rotate.add_argument("--all", action="store_true", help="with --repo: rotate every backup in the repository")
+    rotate.add_argument(
+        "-k", "--key", "--to", action="append", required=True, metavar="KEYREF", help="new key reference (repeatable)"
     )
     rotate.add_argument(
         "--keep-existing", action="store_true", help="keep the current stanzas and add the new keys to them"
@@ -99,16 +109,14 @@ async def _create(args: argparse.Namespace, plugins: Plugins) -> int:
 async def _rotate(args: argparse.Namespace, plugins: Plugins) -> int:
     """Re-wrap the object's data key for the new ``--key`` references (replacing the old stanzas
     unless ``--keep-existing``); only the header changes, the encrypted chunks are copied as-is."""
+    if args.repo:
+        return await _rotate_repository(args, plugins)
+    if args.backup or args.all:
+        raise ConfigError("ID|latest and --all rotate backups in a repository: add --repo URL")
     check_readable(args.input)
     output = args.output if args.output is not None else args.input
     options = provider_options(args)
-    wrap_options = dict(options)
-    wrap_options["passphrase_prompt"] = "Passphrase for the new key: "
-    if args.new_passphrase_file:
-        wrap_options["passphrase_file"] = args.new_passphrase_file
-    elif os.environ.get(NEW_PASSPHRASE_ENV):
-        wrap_options.pop("passphrase_file", None)
-        wrap_options["passphrase_env"] = NEW_PASSPHRASE_ENV
+    wrap_options = _wrap_options(args, options)
     registry = plugins.kms()
     providers = key_providers(registry, options)
     wrap_providers = {scheme: configure_provider(p, wrap_options) for scheme, p in key_providers(registry).items()}
@@ -129,6 +137,46 @@ async def _rotate(args: argparse.Namespace, plugins: Plugins) -> int:
             async for chunk in rotated.rest:
                 await writer.write(chunk)
     return 0
+
+
+async def _rotate_repository(args: argparse.Namespace, plugins: Plugins) -> int:
+    """``keys rotate --repo URL ID|latest|--all --to KEYREF``: re-wrap every encrypted object of the
+    chosen backups and commit new manifests (see backstream.jobs.rotate)."""
+    if args.input != STDIO or args.output is not None:
+        raise ConfigError("-i/-o rotate a single file; with --repo name a backup (ID|latest) or --all")
+    if bool(args.backup) == bool(args.all):
+        raise ConfigError("with --repo, name one backup (ID|latest) or pass --all")
+    if args.context:
+        raise ConfigError("--context is for single files; in a repository the manifest gives each object's context")
+    options = provider_options(args)
+    repository = await open_repository(args, plugins)
+    rotated = await rotate_repository(
+        repository,
+        [] if args.all else [args.backup],
+        args.key,
+        plugins=plugins,
+        provider_options=options,
+        wrap_options=_wrap_options(args, options),
+        keep_existing=args.keep_existing,
+        audit=audit_log(args),
+    )
+    for result in rotated:
+        print(f"rotated {result.manifest.backup_id}: {result.objects} object(s) now open with {', '.join(args.key)}")
+    if not rotated:
+        print("nothing to rotate: no encrypted backup was chosen")
+    return 0
+
+
+def _wrap_options(args: argparse.Namespace, options: dict[str, str]) -> dict[str, str]:
+    """Provider options for wrapping with the new keys (their own passphrase sources)."""
+    wrap_options = dict(options)
+    wrap_options["passphrase_prompt"] = "Passphrase for the new key: "
+    if args.new_passphrase_file:
+        wrap_options["passphrase_file"] = args.new_passphrase_file
+    elif os.environ.get(NEW_PASSPHRASE_ENV):
+        wrap_options.pop("passphrase_file", None)
+        wrap_options["passphrase_env"] = NEW_PASSPHRASE_ENV
+    return wrap_options
 
 
 async def _show(args: argparse.Namespace, plugins: Plugins) -> int:
