@@ -37,6 +37,7 @@ from backstream.errors import (
 )
 from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.hookspecs import hookimpl
+from backstream.options import check_options, int_option
 from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
 from backstream.plugins import Plugins, make_plugin_manager
 from backstream.protocols import (
@@ -122,7 +123,9 @@ __all__ = [
     "__version__",
     "file_sink",
     "file_source",
+    "check_options",
     "hookimpl",
+    "int_option",
     "iterable_source",
     "make_plugin_manager",
     "memory_sink",

@@ -8,7 +8,15 @@ from __future__ import annotations
 import bz2
 from collections.abc import Mapping
 
-from backstream import Codec, CompressorFactory, ConfigError, IntegrityError, Register, hookimpl
+from backstream import (
+    Codec,
+    CompressorFactory,
+    IntegrityError,
+    Register,
+    check_options,
+    hookimpl,
+    int_option,
+)
 
 
 class _Compressor:
@@ -62,32 +70,11 @@ class Bz2Factory:
     extension = ".bz2"
 
     def compressor(self, options: Mapping[str, str]) -> Codec:
-        _check_known(options, ("level",))
-        return _Compressor(_int_option(options, "level", 9, 1, 9))
+        check_options("bz2", options, ("level",))
+        return _Compressor(int_option("bz2", options, "level", 9, 1, 9))
 
     def decompressor(self) -> Codec:
         return _Decompressor()
-
-
-def _check_known(options: Mapping[str, str], known: tuple[str, ...]) -> None:
-    for key in options:
-        if key not in known:
-            raise ConfigError(f"bz2 has no option {key!r} (options: {', '.join(known)})")
-
-
-def _int_option(options: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw: object = options.get(key)
-    if raw is None:
-        return default
-    try:
-        if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise ValueError
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"bz2 {key} must be an integer from {low} to {high}, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"bz2 {key} must be an integer from {low} to {high}, not {value}")
-    return value
 
 
 @hookimpl

@@ -11,10 +11,11 @@ from typing import Any
 from backstream import (
     Codec,
     CompressorFactory,
-    ConfigError,
     IntegrityError,
     Register,
+    check_options,
     hookimpl,
+    int_option,
     missing_dependency,
 )
 
@@ -90,32 +91,11 @@ class Lz4Factory:
     extension = ".lz4"
 
     def compressor(self, options: Mapping[str, str]) -> Codec:
-        _check_known(options, ("level",))
-        return _Compressor(_int_option(options, "level", 0, 0, 16))
+        check_options("lz4", options, ("level",))
+        return _Compressor(int_option("lz4", options, "level", 0, 0, 16))
 
     def decompressor(self) -> Codec:
         return _Decompressor()
-
-
-def _check_known(options: Mapping[str, str], known: tuple[str, ...]) -> None:
-    for key in options:
-        if key not in known:
-            raise ConfigError(f"lz4 has no option {key!r} (options: {', '.join(known)})")
-
-
-def _int_option(options: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw: object = options.get(key)
-    if raw is None:
-        return default
-    try:
-        if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise ValueError
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"lz4 {key} must be an integer from {low} to {high}, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"lz4 {key} must be an integer from {low} to {high}, not {value}")
-    return value
 
 
 @hookimpl

@@ -11,10 +11,11 @@ from typing import Any
 from backstream import (
     Codec,
     CompressorFactory,
-    ConfigError,
     IntegrityError,
     Register,
+    check_options,
     hookimpl,
+    int_option,
     missing_dependency,
 )
 
@@ -88,34 +89,13 @@ class ZstdFactory:
     extension = ".zst"
 
     def compressor(self, options: Mapping[str, str]) -> Codec:
-        _check_known(options, ("level", "threads"))
-        level = _int_option(options, "level", 3, 1, 22)
-        threads = _int_option(options, "threads", 0, 0, 64)
+        check_options("zstd", options, ("level", "threads"))
+        level = int_option("zstd", options, "level", 3, 1, 22)
+        threads = int_option("zstd", options, "threads", 0, 0, 64)
         return _Compressor(level, threads)
 
     def decompressor(self) -> Codec:
         return _Decompressor()
-
-
-def _check_known(options: Mapping[str, str], known: tuple[str, ...]) -> None:
-    for key in options:
-        if key not in known:
-            raise ConfigError(f"zstd has no option {key!r} (options: {', '.join(known)})")
-
-
-def _int_option(options: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw: object = options.get(key)
-    if raw is None:
-        return default
-    try:
-        if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise ValueError
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"zstd {key} must be an integer from {low} to {high}, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"zstd {key} must be an integer from {low} to {high}, not {value}")
-    return value
 
 
 @hookimpl
