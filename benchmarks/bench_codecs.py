@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=datagen.parse_size, default=datagen.parse_size("256MiB"))
     parser.add_argument("--codecs", default=",".join(SPECS), help=f"comma-separated, from {','.join(SPECS)}")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per method (median reported)")
+    parser.add_argument("--reps", type=int, default=5, help="rounds per method, median reported (slow codecs: 3)")
     parser.add_argument("--save", default="codecs", help="results/<name>.json ('' = do not save)")
     args = parser.parse_args(argv)
     labels = [label.strip() for label in args.codecs.split(",") if label.strip()]

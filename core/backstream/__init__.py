@@ -3,65 +3,158 @@
 The public API for users and plugin authors; ``backstream_plugins`` imports nothing else.
 """
 
-from backstream.chunks import CHUNK_SIZE, rechunk, split
-from backstream.crypto import (
-    AuditLog,
-    Decryption,
-    Encryptor,
-    Header,
-    Rewrapped,
-    check_kdf_params,
-    derive_passphrase_key,
-    encode_context,
-    key_providers,
-    new_encryptor,
-    new_kdf_params,
-    open_encrypted,
-    read_header,
-    read_passphrase,
-    rewrap_encrypted,
-)
-from backstream.errors import (
-    BackstreamError,
-    ConfigError,
-    IntegrityError,
-    KeyProviderError,
-    MissingDependencyError,
-    PluginError,
-    RepositoryError,
-    SourceError,
-    StorageError,
-    UnknownPluginError,
-    VerificationError,
-    missing_dependency,
-)
-from backstream.events import JobFailed, JobFinished, JobStarted
-from backstream.hookspecs import hookimpl
-from backstream.options import check_options, int_option
-from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
-from backstream.plugins import Plugins, make_plugin_manager
-from backstream.protocols import (
-    Aead,
-    ByteSink,
-    ByteSource,
-    ByteWriter,
-    Check,
-    CheckResult,
-    CipherFactory,
-    Codec,
-    CompressorFactory,
-    JobContext,
-    KeyProvider,
-    Notifier,
-    Source,
-    SourceFactory,
-    Stanza,
-    Storage,
-    StorageFactory,
-)
-from backstream.registry import Entry, Register, Registry
-from backstream.streams import MemoryWriter, file_sink, file_source, iterable_source, memory_sink
-from backstream.version import __version__
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `import backstream` stays cheap
+    from backstream.chunks import CHUNK_SIZE, rechunk, split
+    from backstream.crypto import (
+        AuditLog,
+        Decryption,
+        Encryptor,
+        Header,
+        Rewrapped,
+        check_kdf_params,
+        derive_passphrase_key,
+        encode_context,
+        key_providers,
+        new_encryptor,
+        new_kdf_params,
+        open_encrypted,
+        read_header,
+        read_passphrase,
+        rewrap_encrypted,
+    )
+    from backstream.errors import (
+        BackstreamError,
+        ConfigError,
+        IntegrityError,
+        KeyProviderError,
+        MissingDependencyError,
+        PluginError,
+        RepositoryError,
+        SourceError,
+        StorageError,
+        UnknownPluginError,
+        VerificationError,
+        missing_dependency,
+    )
+    from backstream.events import JobFailed, JobFinished, JobStarted
+    from backstream.hookspecs import hookimpl
+    from backstream.options import check_options, int_option
+    from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
+    from backstream.plugins import Plugins, make_plugin_manager
+    from backstream.protocols import (
+        Aead,
+        ByteSink,
+        ByteSource,
+        ByteWriter,
+        Check,
+        CheckResult,
+        CipherFactory,
+        Codec,
+        CompressorFactory,
+        JobContext,
+        KeyProvider,
+        Notifier,
+        Source,
+        SourceFactory,
+        Stanza,
+        Storage,
+        StorageFactory,
+    )
+    from backstream.registry import Entry, Register, Registry
+    from backstream.streams import MemoryWriter, file_sink, file_source, iterable_source, memory_sink
+    from backstream.version import __version__
+
+_LAZY: dict[str, str] = {
+    "CHUNK_SIZE": "backstream.chunks",
+    "rechunk": "backstream.chunks",
+    "split": "backstream.chunks",
+    "AuditLog": "backstream.crypto",
+    "Decryption": "backstream.crypto",
+    "Encryptor": "backstream.crypto",
+    "Header": "backstream.crypto",
+    "Rewrapped": "backstream.crypto",
+    "check_kdf_params": "backstream.crypto",
+    "derive_passphrase_key": "backstream.crypto",
+    "encode_context": "backstream.crypto",
+    "key_providers": "backstream.crypto",
+    "new_encryptor": "backstream.crypto",
+    "new_kdf_params": "backstream.crypto",
+    "open_encrypted": "backstream.crypto",
+    "read_header": "backstream.crypto",
+    "read_passphrase": "backstream.crypto",
+    "rewrap_encrypted": "backstream.crypto",
+    "BackstreamError": "backstream.errors",
+    "ConfigError": "backstream.errors",
+    "IntegrityError": "backstream.errors",
+    "KeyProviderError": "backstream.errors",
+    "MissingDependencyError": "backstream.errors",
+    "PluginError": "backstream.errors",
+    "RepositoryError": "backstream.errors",
+    "SourceError": "backstream.errors",
+    "StorageError": "backstream.errors",
+    "UnknownPluginError": "backstream.errors",
+    "VerificationError": "backstream.errors",
+    "missing_dependency": "backstream.errors",
+    "JobFailed": "backstream.events",
+    "JobFinished": "backstream.events",
+    "JobStarted": "backstream.events",
+    "hookimpl": "backstream.hookspecs",
+    "check_options": "backstream.options",
+    "int_option": "backstream.options",
+    "Pipeline": "backstream.pipeline",
+    "PipelineResult": "backstream.pipeline",
+    "StageMetrics": "backstream.pipeline",
+    "Transform": "backstream.pipeline",
+    "Plugins": "backstream.plugins",
+    "make_plugin_manager": "backstream.plugins",
+    "Aead": "backstream.protocols",
+    "ByteSink": "backstream.protocols",
+    "ByteSource": "backstream.protocols",
+    "ByteWriter": "backstream.protocols",
+    "Check": "backstream.protocols",
+    "CheckResult": "backstream.protocols",
+    "CipherFactory": "backstream.protocols",
+    "Codec": "backstream.protocols",
+    "CompressorFactory": "backstream.protocols",
+    "JobContext": "backstream.protocols",
+    "KeyProvider": "backstream.protocols",
+    "Notifier": "backstream.protocols",
+    "Source": "backstream.protocols",
+    "SourceFactory": "backstream.protocols",
+    "Stanza": "backstream.protocols",
+    "Storage": "backstream.protocols",
+    "StorageFactory": "backstream.protocols",
+    "Entry": "backstream.registry",
+    "Register": "backstream.registry",
+    "Registry": "backstream.registry",
+    "MemoryWriter": "backstream.streams",
+    "file_sink": "backstream.streams",
+    "file_source": "backstream.streams",
+    "iterable_source": "backstream.streams",
+    "memory_sink": "backstream.streams",
+    "__version__": "backstream.version",
+}
+"""Public name -> the module that defines it. ``wal-push`` runs once per WAL segment, so start-up
+time matters: a submodule import must not drag in crypto, the pipeline and the plugin manager."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backstream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Aead",
