@@ -238,3 +238,12 @@ def test_rotation_failing_after_the_copy_leaves_the_old_manifest_and_no_new_obje
     assert "does not match its manifest" in result.stderr
     assert read_manifest(setup) == setup.manifest
     assert sorted(p.name for p in stored.parent.iterdir()) == [stored.name]
+
+
+def test_rotated_object_names_keep_their_standard_extension_last() -> None:
+    from backstream.jobs.rotate import _new_path
+
+    first = _new_path("B1", "backups/B1/data/database.sqlite.zst")
+    assert first.startswith("backups/B1/data/database.sqlite.rot-") and first.endswith(".zst")
+    again = _new_path("B1", first)
+    assert again.count(".rot-") == 1 and again.endswith(".zst") and again != first

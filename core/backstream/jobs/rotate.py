@@ -24,7 +24,8 @@ from backstream.repository import Manifest, ObjectRecord, Repository
 log = logging.getLogger(__name__)
 
 ROTATED_MARK = ".rot-"
-"""New object names are ``<old name without mark>.rot-<random hex>``."""
+"""New object names are ``<stem>.rot-<random hex>.<extension>``: the standard extension (``.zst``,
+``.gz``, ...) stays last, so the object still names its format."""
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,13 @@ async def _hash_object(repository: Repository, path: str, header_size: int) -> t
 
 
 def _new_path(backup_id: str, old_path: str) -> str:
-    name = old_path.rpartition("/")[2].partition(ROTATED_MARK)[0]
-    return Repository.object_path(backup_id, f"{name}{ROTATED_MARK}{secrets.token_hex(6)}")
+    name = old_path.rpartition("/")[2]
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    stem = stem.partition(ROTATED_MARK)[0]
+    suffix = f".{extension}" if extension else ""
+    return Repository.object_path(backup_id, f"{stem}{ROTATED_MARK}{secrets.token_hex(6)}{suffix}")
 
 
 async def _delete_all(repository: Repository, paths: Sequence[str]) -> None:
