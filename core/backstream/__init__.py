@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `import backstream` stays cheap
     from backstream.chunks import CHUNK_SIZE, rechunk, split
+    from backstream.codecs import MemberDecoder
     from backstream.crypto import (
         AuditLog,
         Decryption,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.version import __version__
 
 _LAZY: dict[str, str] = {
+    "MemberDecoder": "backstream.codecs",
     "CHUNK_SIZE": "backstream.chunks",
     "rechunk": "backstream.chunks",
     "split": "backstream.chunks",
@@ -157,6 +159,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "MemberDecoder",
     "Aead",
     "AuditLog",
     "Decryption",

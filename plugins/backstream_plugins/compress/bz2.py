@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from backstream import (
     Codec,
     CompressorFactory,
-    IntegrityError,
+    MemberDecoder,
     Register,
     check_options,
     hookimpl,
@@ -30,39 +30,6 @@ class _Compressor:
         return self._obj.flush()
 
 
-class _Decompressor:
-    """Decodes one bzip2 stream after another; every block's CRC and the stream CRC are checked."""
-
-    def __init__(self) -> None:
-        self._stream: bz2.BZ2Decompressor | None = None
-        self._streams = 0
-
-    def update(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        data = chunk
-        while data:
-            if self._stream is None:
-                self._stream = bz2.BZ2Decompressor()
-                self._streams += 1
-            try:
-                out.append(self._stream.decompress(data))
-            except (OSError, ValueError) as exc:
-                raise IntegrityError(f"corrupt bzip2 data: {exc}") from exc
-            if self._stream.eof:
-                data = self._stream.unused_data
-                self._stream = None
-            else:
-                data = b""
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._streams == 0:
-            raise IntegrityError("truncated bzip2 data: the stream is empty")
-        if self._stream is not None:
-            raise IntegrityError("truncated bzip2 data: the stream ended inside a bzip2 stream")
-        return b""
-
-
 class Bz2Factory:
     """``.bz2`` objects that ``bzip2 -d`` (or ``bzcat``) restores."""
 
@@ -74,7 +41,9 @@ class Bz2Factory:
         return _Compressor(int_option("bz2", options, "level", 9, 1, 9))
 
     def decompressor(self) -> Codec:
-        return _Decompressor()
+        return MemberDecoder(
+            fmt="bzip2", unit="a bzip2 stream", new_member=bz2.BZ2Decompressor, errors=(OSError, ValueError)
+        )
 
 
 @hookimpl

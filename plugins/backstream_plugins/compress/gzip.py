@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from backstream import (
     Codec,
     CompressorFactory,
-    IntegrityError,
+    MemberDecoder,
     Register,
     check_options,
     hookimpl,
@@ -33,39 +33,6 @@ class _Compressor:
         return self._obj.flush(zlib.Z_FINISH)
 
 
-class _Decompressor:
-    """Decodes one gzip member after another; each member's CRC-32 and length are checked."""
-
-    def __init__(self) -> None:
-        self._member: zlib._Decompress | None = None
-        self._members = 0
-
-    def update(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        data = chunk
-        while data:
-            if self._member is None:
-                self._member = zlib.decompressobj(GZIP_WBITS)
-                self._members += 1
-            try:
-                out.append(self._member.decompress(data))
-            except zlib.error as exc:
-                raise IntegrityError(f"corrupt gzip data: {exc}") from exc
-            if self._member.eof:
-                data = self._member.unused_data
-                self._member = None
-            else:
-                data = b""
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._members == 0:
-            raise IntegrityError("truncated gzip data: the stream is empty")
-        if self._member is not None:
-            raise IntegrityError("truncated gzip data: the stream ended inside a member")
-        return b""
-
-
 class GzipFactory:
     """``.gz`` objects that ``gzip -d`` (or ``zcat``) restores."""
 
@@ -77,7 +44,9 @@ class GzipFactory:
         return _Compressor(int_option("gzip", options, "level", 6, 1, 9))
 
     def decompressor(self) -> Codec:
-        return _Decompressor()
+        return MemberDecoder(
+            fmt="gzip", unit="a member", new_member=lambda: zlib.decompressobj(GZIP_WBITS), errors=(zlib.error,)
+        )
 
 
 @hookimpl

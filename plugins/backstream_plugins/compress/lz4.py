@@ -11,7 +11,7 @@ from typing import Any
 from backstream import (
     Codec,
     CompressorFactory,
-    IntegrityError,
+    MemberDecoder,
     Register,
     check_options,
     hookimpl,
@@ -50,40 +50,6 @@ class _Compressor:
         return out
 
 
-class _Decompressor:
-    """Decodes one LZ4 frame after another (skippable frames included); checksums are verified."""
-
-    def __init__(self) -> None:
-        self._frame_module = _lz4_frame()
-        self._frame: Any = None
-        self._frames = 0
-
-    def update(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
-        data = chunk
-        while data:
-            if self._frame is None:
-                self._frame = self._frame_module.LZ4FrameDecompressor()
-                self._frames += 1
-            try:
-                out.append(self._frame.decompress(data))
-            except RuntimeError as exc:  # lz4.frame reports every LZ4F error as RuntimeError
-                raise IntegrityError(f"corrupt lz4 data: {exc}") from exc
-            if self._frame.eof:
-                data = self._frame.unused_data or b""
-                self._frame = None
-            else:
-                data = b""
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._frames == 0:
-            raise IntegrityError("truncated lz4 data: the stream is empty")
-        if self._frame is not None:
-            raise IntegrityError("truncated lz4 data: the stream ended inside a frame")
-        return b""
-
-
 class Lz4Factory:
     """``.lz4`` objects (frame format) that ``lz4 -d`` restores."""
 
@@ -95,7 +61,9 @@ class Lz4Factory:
         return _Compressor(int_option("lz4", options, "level", 0, 0, 16))
 
     def decompressor(self) -> Codec:
-        return _Decompressor()
+        return MemberDecoder(
+            fmt="lz4", unit="a frame", new_member=_lz4_frame().LZ4FrameDecompressor, errors=(RuntimeError,)
+        )
 
 
 @hookimpl
