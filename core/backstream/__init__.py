@@ -41,9 +41,11 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
         UnknownPluginError,
         VerificationError,
         missing_dependency,
+        primary_error,
     )
     from backstream.events import JobFailed, JobFinished, JobStarted
     from backstream.hookspecs import hookimpl
+    from backstream.optionfile import mysql_password_args
     from backstream.options import check_options, int_option
     from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
     from backstream.plugins import Plugins, make_plugin_manager
@@ -102,6 +104,8 @@ _LAZY: dict[str, str] = {
     "UnknownPluginError": "backstream.errors",
     "VerificationError": "backstream.errors",
     "missing_dependency": "backstream.errors",
+    "primary_error": "backstream.errors",
+    "mysql_password_args": "backstream.optionfile",
     "JobFailed": "backstream.events",
     "JobFinished": "backstream.events",
     "JobStarted": "backstream.events",
@@ -226,6 +230,8 @@ __all__ = [
     "make_plugin_manager",
     "memory_sink",
     "missing_dependency",
+    "mysql_password_args",
+    "primary_error",
     "rechunk",
     "split",
 ]

@@ -63,3 +63,25 @@ def missing_dependency(module: str, extra: str) -> MissingDependencyError:
     return MissingDependencyError(
         f"the Python module {module!r} is not installed; install it with: pip install 'backstream[{extra}]'"
     )
+
+
+def primary_error(exc: BaseException) -> BaseException:
+    """The error behind a task-group failure: a backstream error first, never the cancellations
+    it caused; ``exc`` itself when it is not an exception group."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    import anyio  # here, not at the top: errors.py is on wal-push's start-up path
+
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        elif not isinstance(error, cancelled):
+            leaves.append(error)
+
+    walk(exc)
+    ours = [leaf for leaf in leaves if isinstance(leaf, BackstreamError)]
+    return (ours or leaves or [exc])[0]

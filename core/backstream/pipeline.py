@@ -16,6 +16,7 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from backstream.chunks import split
+from backstream.errors import primary_error
 from backstream.protocols import ByteSink, ByteSource, Codec
 
 BATCH_BYTES = 1024 * 1024
@@ -126,7 +127,7 @@ class Pipeline:
                             sink_metrics.bytes_in += size
                             sink_metrics.bytes_out += size
         except BaseExceptionGroup as group:
-            raise _primary(group) from None
+            raise primary_error(group) from None
         return PipelineResult(
             bytes_in=source_metrics.bytes_out,
             bytes_out=sink_metrics.bytes_out,
@@ -138,22 +139,6 @@ class Pipeline:
 
 def _link() -> tuple[MemoryObjectSendStream[Batch], MemoryObjectReceiveStream[Batch]]:
     return anyio.create_memory_object_stream[Batch](max_buffer_size=LINK_BATCHES)
-
-
-def _primary(group: BaseExceptionGroup) -> BaseException:
-    """The exception that caused a task group to fail (not the cancellations it caused)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return leaves[0] if leaves else group
 
 
 async def _run_source(source: ByteSource, send: MemoryObjectSendStream[Batch], metrics: StageMetrics) -> None:

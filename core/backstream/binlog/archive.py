@@ -34,13 +34,13 @@ from backstream.binlog.server import (
     call,
     find_tool,
     parse_endpoint,
-    password_args,
     query,
     tail_lines,
 )
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
 from backstream.jobs.common import CompressionSpec, compressor, open_repository
 from backstream.jobs.encryption import KeyOptions, encrypting_transform
+from backstream.optionfile import mysql_password_args
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.repository import Repository, redact_url, utc_now
@@ -232,7 +232,7 @@ async def _fetch(endpoint: Endpoint, name: str, binlog_dir: str | None, workdir:
             raise SourceError(f"binlog {name} is listed by the server but not found in {binlog_dir}")
         return path
     tool = find_tool(BINLOG_TOOLS)
-    async with password_args(endpoint.password) as secret:
+    async with mysql_password_args(endpoint.password) as secret:
         argv = [
             tool,
             *secret,

@@ -19,10 +19,11 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from backstream.binlog.layout import BinlogRecord, binlog_sequence, encryption_context
-from backstream.binlog.server import BINLOG_TOOLS, CLIENT_TOOLS, Endpoint, find_tool, password_args, tail_lines
+from backstream.binlog.server import BINLOG_TOOLS, CLIENT_TOOLS, Endpoint, find_tool, tail_lines
 from backstream.errors import ConfigError, IntegrityError, RepositoryError, SourceError
 from backstream.jobs.common import compressor
 from backstream.jobs.encryption import KeyOptions, open_decrypting
+from backstream.optionfile import mysql_password_args
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.repository import Repository, format_time
@@ -220,7 +221,7 @@ async def _apply_one(
     markers_pos = array("q")
     decoder_err = bytearray()
     client_err = bytearray()
-    async with password_args(endpoint.password) as secret:
+    async with mysql_password_args(endpoint.password) as secret:
         client_argv = [
             client_tool,
             *secret,

@@ -8,9 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -151,45 +149,6 @@ def find_tool(candidates: tuple[str, ...]) -> str:
         f"{' or '.join(candidates)} not found on PATH; install the MariaDB or MySQL client tools "
         "(Debian: apt-get install mariadb-client)"
     )
-
-
-def _option_file_text(password: str) -> str:
-    escaped = (
-        password.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-    return f'[client]\npassword="{escaped}"\n'
-
-
-def _write_option_file(password: str) -> str:
-    fd, path = tempfile.mkstemp(prefix="backstream-mysql-", suffix=".cnf")  # mode 0600
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(_option_file_text(password))
-    return path
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-@asynccontextmanager
-async def password_args(password: str | None) -> AsyncIterator[list[str]]:
-    """``--defaults-extra-file=...`` naming a 0600 file with the password (first argument to a tool)."""
-    if password is None:
-        yield []
-        return
-    path = await anyio.to_thread.run_sync(_write_option_file, password)
-    try:
-        yield [f"--defaults-extra-file={path}"]
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_remove, path)
 
 
 def tail_lines(data: bytes, count: int = 4) -> str:

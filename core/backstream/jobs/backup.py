@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from backstream.errors import ConfigError
+from backstream.errors import ConfigError, primary_error
 from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.jobs.common import (
     DEFAULT_COMPRESSION,
@@ -25,7 +25,6 @@ from backstream.jobs.common import (
     error_line,
     manifest_safe,
     open_repository,
-    primary_error,
     source_factory,
 )
 from backstream.jobs.encryption import KeyOptions, encrypting_transform

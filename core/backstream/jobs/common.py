@@ -11,9 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
-from backstream.errors import BackstreamError, ConfigError, UnknownPluginError
+from backstream.errors import ConfigError, UnknownPluginError
 from backstream.plugins import Plugins
 from backstream.protocols import ByteSource, CompressorFactory, SourceFactory, Storage
 from backstream.repository import Repository, redact_url, url_scheme
@@ -123,22 +121,3 @@ def error_line(exc: BaseException) -> str:
     """The one-line description of an error for events and failure records."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
-
-
-def primary_error(exc: BaseException) -> BaseException:
-    """The error behind a task-group failure: a backstream error first, never the cancellations it caused."""
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    cancelled = anyio.get_cancelled_exc_class()
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        elif not isinstance(error, cancelled):
-            leaves.append(error)
-
-    walk(exc)
-    ours = [leaf for leaf in leaves if isinstance(leaf, BackstreamError)]
-    return (ours or leaves or [exc])[0]

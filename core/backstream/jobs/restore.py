@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from backstream.errors import ConfigError, IntegrityError
+from backstream.errors import ConfigError, IntegrityError, primary_error
 from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.jobs.backup import object_context
 from backstream.jobs.common import (
@@ -22,7 +22,6 @@ from backstream.jobs.common import (
     counted,
     error_line,
     open_repository,
-    primary_error,
     source_factory,
 )
 from backstream.jobs.encryption import KeyOptions, open_decrypting

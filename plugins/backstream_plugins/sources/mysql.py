@@ -11,7 +11,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from backstream import (
     SourceError,
     hookimpl,
     missing_dependency,
+    mysql_password_args,
+    primary_error,
     split,
 )
 
@@ -207,61 +208,6 @@ async def _reap(process: Process) -> None:
             except ProcessLookupError:
                 pass
         await process.aclose()
-
-
-def _primary(group: BaseExceptionGroup) -> BaseException:
-    """The exception that failed a task group (not the cancellations it caused)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return leaves[0] if leaves else group
-
-
-def _option_file_text(password: str) -> str:
-    escaped = (
-        password.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-    return f'[client]\npassword="{escaped}"\n'
-
-
-def _write_option_file(password: str) -> str:
-    fd, path = tempfile.mkstemp(prefix="backstream-mysql-", suffix=".cnf")  # mode 0600
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(_option_file_text(password))
-    return path
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-@asynccontextmanager
-async def _password_args(password: str | None) -> AsyncIterator[list[str]]:
-    """``--defaults-extra-file=...`` naming a 0600 file with the password, deleted afterwards."""
-    if password is None:
-        yield []
-        return
-    path = await anyio.to_thread.run_sync(_write_option_file, password)
-    try:
-        yield [f"--defaults-extra-file={path}"]
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_remove, path)
 
 
 # --- the dump scanner ---------------------------------------------------------------------------
@@ -450,7 +396,7 @@ class MySQLSource:
             }
         )
         name = os.path.basename(tool)
-        async with _password_args(endpoint.password) as secret:
+        async with mysql_password_args(endpoint.password) as secret:
             argv = [tool, *secret, *self._tool_args(), *args, "--", endpoint.database]
             try:
                 process = await anyio.open_process(argv, stdin=subprocess.DEVNULL)
@@ -483,7 +429,7 @@ class MySQLSource:
                             raise SourceError(f"the {name} output was not read to the end")
                         await process.wait()
                 except BaseExceptionGroup as group:
-                    raise _primary(group) from None
+                    raise primary_error(group) from None
                 if process.returncode != 0:
                     detail = tail.lines()
                     raise SourceError(
@@ -565,7 +511,7 @@ class MySQLSource:
             "--default-character-set=utf8mb4",
             f"--max-allowed-packet={MAX_PACKET}",
         ]
-        async with _password_args(self.endpoint.password) as secret:
+        async with mysql_password_args(self.endpoint.password) as secret:
             argv = [tool, *secret, *self._tool_args(), *args]
             try:
                 process = await anyio.open_process(argv, stdout=subprocess.DEVNULL)
@@ -587,7 +533,7 @@ class MySQLSource:
                         await process.stdin.aclose()
                         await process.wait()
                 except BaseExceptionGroup as group:
-                    raise _primary(group) from None
+                    raise primary_error(group) from None
                 if process.returncode != 0:
                     detail = tail.lines()
                     raise SourceError(

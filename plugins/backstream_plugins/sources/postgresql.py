@@ -41,6 +41,7 @@ from backstream import (
     file_source,
     hookimpl,
     missing_dependency,
+    primary_error,
     split,
 )
 
@@ -318,22 +319,6 @@ async def _run_tool(
 async def _tool_version(path: str) -> str:
     result = await anyio.run_process([path, "--version"], check=False)
     return result.stdout.decode("utf-8", "replace").strip()
-
-
-def _primary(group: BaseExceptionGroup) -> BaseException:
-    """The error that failed a task group (not the cancellations it caused)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return leaves[0] if leaves else group
 
 
 # --- the source ------------------------------------------------------------------------------
@@ -741,7 +726,7 @@ class PostgresSource:
                     tg.start_soon(feed)
                     await self._psql(converter.output(), dbname, settings, before_commit=fed.wait)
             except BaseExceptionGroup as group:
-                error = _primary(group)
+                error = primary_error(group)
                 raise error from error.__cause__
 
     async def _restore_spooled(self, data: AsyncIterator[bytes], dbname: str, settings: _Settings, fmt: str) -> None:
