@@ -6,6 +6,8 @@ Stages here are small in-test codecs; the built-in plugins have their own tests.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -260,3 +262,64 @@ def test_a_slow_sink_holds_back_the_source_with_bounded_buffering() -> None:
     assert written == 400
     # Two links plus one batch in flight: the lead is bounded, independent of stream length.
     assert SlowWriter.max_lead <= 4 * 32 + 2
+
+
+class ThreadRecorder:
+    """Passes data through and records which thread ran every call."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def update(self, chunk: bytes) -> bytes:
+        self.threads.add(threading.get_ident())
+        return chunk
+
+    def finish(self) -> bytes:
+        self.threads.add(threading.get_ident())
+        return b""
+
+
+def test_each_threaded_stage_runs_in_one_long_lived_thread_of_its_own() -> None:
+    first, second = ThreadRecorder(), ThreadRecorder()
+    source = iterable_source([b"t" * CHUNK_SIZE] * 64)
+    run(Pipeline(source, [Transform("a", first), Transform("b", second)], memory_sink(MemoryWriter())))
+    assert len(first.threads) == 1 and len(second.threads) == 1
+    assert first.threads != second.threads
+    assert threading.get_ident() not in first.threads | second.threads
+
+
+def test_cancelling_while_a_worker_thread_waits_on_a_full_link_stops_it_and_commits_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    calls_after_return: list[int] = []
+    returned = threading.Event()
+
+    class Counting(Upper):
+        def update(self, chunk: bytes) -> bytes:
+            if returned.is_set():
+                calls_after_return.append(len(chunk))
+            return chunk.upper()
+
+    @asynccontextmanager
+    async def endless() -> AsyncIterator[AsyncIterator[bytes]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"c" * CHUNK_SIZE
+
+        yield chunks()
+
+    @asynccontextmanager
+    async def stalled_sink() -> AsyncIterator[ByteWriter]:
+        class Stalled:
+            async def write(self, chunk: bytes) -> None:
+                await anyio.sleep_forever()
+
+        yield Stalled()
+
+    async def main() -> bool:
+        with anyio.move_on_after(0.3) as scope:
+            await Pipeline(endless(), [Transform("a", Counting()), Transform("b", Counting())], stalled_sink()).run()
+        return scope.cancelled_caught
+
+    assert anyio.run(main) is True  # the caller's cancellation propagates, not an error
+    returned.set()
+    time.sleep(0.05)
+    assert calls_after_return == []

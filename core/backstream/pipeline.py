@@ -1,28 +1,31 @@
-"""The streaming pipeline: source -> transforms -> sink, linked by small bounded streams.
+"""The streaming pipeline: source -> transforms -> sink, linked by small bounded channels.
 
-Each transform runs its codec in a worker thread (codecs release the GIL), so stages overlap on
-different cores; errors or cancellation tear every stage down and the sink commits nothing.
+Each threaded transform runs its codec in a long-lived worker thread of its own (codecs release
+the GIL), so stages overlap on different cores; errors or cancellation stop every stage and the
+sink commits nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from backstream.chunks import split
+from backstream.chunks import CHUNK_SIZE, split
 from backstream.errors import primary_error
-from backstream.protocols import ByteSink, ByteSource, Codec
+from backstream.protocols import ByteSink, ByteSource, ByteWriter, Codec
 
 BATCH_BYTES = 1024 * 1024
 """Stages pass batches: lists of chunks (each non-empty, at most CHUNK_SIZE) of about this many
-bytes in all. One batch is one event-loop hand-off and one worker-thread call, which amortises
-their cost (a thread hop is ~80 us here; per 64 KiB chunk that was ~10% of zstd-3's speed)."""
+bytes in all. A batch is the unit of hand-off between stages, so the cost of a hand-off (a lock,
+sometimes a wake-up of the event loop) is paid once per MiB, not once per 64 KiB chunk."""
 
 LINK_BATCHES = 2
 """Batches buffered between two stages (memory per link <= about LINK_BATCHES * BATCH_BYTES)."""
@@ -65,67 +68,166 @@ class PipelineResult:
     stages: tuple[StageMetrics, ...] = field(default_factory=tuple)
 
 
+class _Aborted(Exception):
+    """Raised inside a worker thread when another stage failed; never leaves this module."""
+
+
+class _Channel:
+    """A bounded FIFO of batches between two stages, each a worker thread or the event loop.
+
+    Threads block on a condition variable; the event loop awaits an ``anyio.Event`` that the other
+    side sets through ``call_soon`` (non-blocking, so a codec thread never waits for the loop).
+    ``abort()`` wakes everyone: threads raise ``_Aborted``, loop tasks wait to be cancelled.
+    """
+
+    def __init__(self, capacity: int, call_soon: Callable[[Callable[[], object]], object]) -> None:
+        self._items: deque[Batch] = deque()
+        self._capacity = capacity
+        self._call_soon = call_soon
+        self._changed = threading.Condition(threading.Lock())
+        self._closed = False
+        self._aborted = False
+        self._loop_waiter: anyio.Event | None = None
+        self._loop_thread = threading.get_ident()
+
+    # --- either side -------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Stop both ends for good (another stage failed or the run was cancelled)."""
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+            waiter, self._loop_waiter = self._loop_waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    def close(self) -> None:
+        """End of stream: the consumer gets what is queued, then ``None``."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            waiter, self._loop_waiter = self._loop_waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    # --- worker-thread side ------------------------------------------------------------------
+
+    def put(self, batch: Batch) -> None:
+        with self._changed:
+            while len(self._items) >= self._capacity and not self._aborted:
+                self._changed.wait()
+            if self._aborted:
+                raise _Aborted
+            self._items.append(batch)
+            self._changed.notify_all()
+            waiter, self._loop_waiter = self._loop_waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+
+    def get(self) -> Batch | None:
+        with self._changed:
+            while not self._items and not self._closed and not self._aborted:
+                self._changed.wait()
+            if self._aborted:
+                raise _Aborted
+            if not self._items:
+                return None
+            batch = self._items.popleft()
+            self._changed.notify_all()
+            waiter, self._loop_waiter = self._loop_waiter, None
+        if waiter is not None:
+            self._wake(waiter)
+        return batch
+
+    # --- event-loop side ---------------------------------------------------------------------
+
+    async def send(self, batch: Batch) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            with self._changed:
+                if not self._aborted and len(self._items) < self._capacity:
+                    self._items.append(batch)
+                    self._changed.notify_all()
+                    waiter, self._loop_waiter = self._loop_waiter, None
+                    break
+                event = self._loop_waiter = anyio.Event() if not self._aborted else None
+            await self._wait(event)
+        if waiter is not None:
+            self._wake(waiter)
+
+    async def receive(self) -> Batch | None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            with self._changed:
+                if not self._aborted and (self._items or self._closed):
+                    batch = self._items.popleft() if self._items else None
+                    self._changed.notify_all()
+                    waiter, self._loop_waiter = self._loop_waiter, None
+                    break
+                event = self._loop_waiter = anyio.Event() if not self._aborted else None
+            await self._wait(event)
+        if waiter is not None:
+            self._wake(waiter)
+        return batch
+
+    @staticmethod
+    async def _wait(event: anyio.Event | None) -> None:
+        if event is None:
+            # Aborted: the stage that aborted is failing (or the run is being cancelled), so the
+            # task group cancels this task soon. Waiting for that, rather than raising, keeps the
+            # real error -- or a caller's cancellation -- the one that propagates.
+            await anyio.sleep_forever()
+        else:
+            await event.wait()
+
+    def _wake(self, event: anyio.Event) -> None:
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+        else:
+            self._call_soon(event.set)
+
+
+def _loop_call_soon() -> Callable[[Callable[[], object]], object]:
+    """Schedule a callback on the running event loop from any thread, without blocking."""
+    native = anyio.lowlevel.current_token().native_token
+    call_soon: Callable[[Callable[[], object]], object] | None = getattr(native, "call_soon_threadsafe", None)
+    if call_soon is None:  # trio's TrioToken
+        call_soon = getattr(native, "run_sync_soon")
+    return call_soon
+
+
 class Pipeline:
     """Run ``source -> transforms -> sink`` once with ``await pipeline.run()``."""
 
-    def __init__(
-        self,
-        source: ByteSource,
-        transforms: Sequence[Transform],
-        sink: ByteSink,
-        *,
-        limiter: anyio.CapacityLimiter | None = None,
-    ) -> None:
+    def __init__(self, source: ByteSource, transforms: Sequence[Transform], sink: ByteSink) -> None:
         self._source = source
         self._transforms = tuple(transforms)
         self._sink = sink
-        self._limiter = limiter
 
     async def run(self) -> PipelineResult:
         """Stream everything through; commit the sink only if every stage finished cleanly."""
-        limiter = self._limiter or anyio.CapacityLimiter(max(1, len(self._transforms)))
         source_metrics = StageMetrics("source")
         transform_metrics = [StageMetrics(t.name) for t in self._transforms]
         sink_metrics = StageMetrics("sink")
         digest = hashlib.sha256()
+        call_soon = _loop_call_soon()
+        channels = [_Channel(LINK_BATCHES, call_soon) for _ in range(len(self._transforms) + 1)]
+        threads = anyio.CapacityLimiter(max(1, sum(t.threaded for t in self._transforms)))
         started = time.perf_counter()
         try:
             async with self._sink as writer:
                 async with anyio.create_task_group() as tg:
-                    send, receive = _link()
-                    tg.start_soon(_run_source, self._source, send, source_metrics)
+                    tg.start_soon(_run_source, self._source, channels, source_metrics)
                     for index, transform in enumerate(self._transforms):
-                        next_send, next_receive = _link()
                         last = index == len(self._transforms) - 1
-                        tg.start_soon(
-                            _run_transform,
-                            transform,
-                            receive,
-                            next_send,
-                            transform_metrics[index],
-                            limiter,
-                            digest.update if last else None,
+                        stage = _TransformStage(
+                            transform.codec, channels, index, transform_metrics[index], digest.update if last else None
                         )
-                        receive = next_receive
-                    hash_in_sink = not self._transforms
-                    async with receive:
-                        while True:
-                            mark = time.perf_counter()
-                            try:
-                                batch = await receive.receive()
-                            except anyio.EndOfStream:
-                                sink_metrics.wait_input_seconds += time.perf_counter() - mark
-                                break
-                            now = time.perf_counter()
-                            sink_metrics.wait_input_seconds += now - mark
-                            for chunk in batch:
-                                if hash_in_sink:
-                                    digest.update(chunk)
-                                await writer.write(chunk)
-                            size = sum(map(len, batch))
-                            sink_metrics.busy_seconds += time.perf_counter() - now
-                            sink_metrics.bytes_in += size
-                            sink_metrics.bytes_out += size
+                        if transform.threaded:
+                            tg.start_soon(_in_thread, stage, threads)
+                        else:
+                            tg.start_soon(stage.run_on_loop)
+                    await _run_sink(writer, channels, sink_metrics, None if self._transforms else digest.update)
         except BaseExceptionGroup as group:
             raise primary_error(group) from None
         return PipelineResult(
@@ -137,12 +239,14 @@ class Pipeline:
         )
 
 
-def _link() -> tuple[MemoryObjectSendStream[Batch], MemoryObjectReceiveStream[Batch]]:
-    return anyio.create_memory_object_stream[Batch](max_buffer_size=LINK_BATCHES)
+def _abort_all(channels: Sequence[_Channel]) -> None:
+    for channel in channels:
+        channel.abort()
 
 
-async def _run_source(source: ByteSource, send: MemoryObjectSendStream[Batch], metrics: StageMetrics) -> None:
-    async with send:
+async def _run_source(source: ByteSource, channels: Sequence[_Channel], metrics: StageMetrics) -> None:
+    out = channels[0]
+    try:
         async with source as chunks:
             batch: Batch = []
             size = 0
@@ -154,7 +258,7 @@ async def _run_source(source: ByteSource, send: MemoryObjectSendStream[Batch], m
                 batch.extend(split(chunk))
                 size += len(chunk)
                 if size >= BATCH_BYTES:
-                    await send.send(batch)
+                    await out.send(batch)
                     metrics.bytes_out += size
                     batch, size = [], 0
                 mark = time.perf_counter()
@@ -162,47 +266,126 @@ async def _run_source(source: ByteSource, send: MemoryObjectSendStream[Batch], m
             # The source context must exit cleanly (a dump tool's exit status is checked there)
             # before downstream may see the last batch and end-of-stream.
         if batch:
-            await send.send(batch)
+            await out.send(batch)
             metrics.bytes_out += size
+        out.close()
+    except BaseException:
+        _abort_all(channels)
+        raise
 
 
-async def _run_transform(
-    transform: Transform,
-    receive: MemoryObjectReceiveStream[Batch],
-    send: MemoryObjectSendStream[Batch],
-    metrics: StageMetrics,
-    limiter: anyio.CapacityLimiter,
-    observe: Callable[[bytes], object] | None,
+async def _run_sink(
+    writer: ByteWriter, channels: Sequence[_Channel], metrics: StageMetrics, observe: Callable[[bytes], object] | None
 ) -> None:
-    codec = transform.codec
-
-    def process(batch: Batch, final: bool) -> Batch:
-        out = [codec.update(chunk) for chunk in batch]
-        if final:
-            out.append(codec.finish())
-        data = b"".join(out)
-        if observe is not None and data:
-            observe(data)
-        return list(split(data))
-
-    async with send, receive:
-        finished = False
-        while not finished:
+    inbox = channels[-1]
+    try:
+        while True:
             mark = time.perf_counter()
-            try:
-                batch = await receive.receive()
-            except anyio.EndOfStream:
-                batch, finished = [], True
+            batch = await inbox.receive()
             now = time.perf_counter()
             metrics.wait_input_seconds += now - mark
-            if transform.threaded:
-                out = await anyio.to_thread.run_sync(process, batch, finished, limiter=limiter)
-            else:
-                out = process(batch, finished)
-            mark = time.perf_counter()
-            metrics.busy_seconds += mark - now
-            metrics.bytes_in += sum(map(len, batch))
-            if out:
-                await send.send(out)
-                metrics.bytes_out += sum(map(len, out))
-            metrics.wait_output_seconds += time.perf_counter() - mark
+            if batch is None:
+                return
+            for chunk in batch:
+                if observe is not None:
+                    observe(chunk)
+                await writer.write(chunk)
+            size = sum(map(len, batch))
+            metrics.busy_seconds += time.perf_counter() - now
+            metrics.bytes_in += size
+            metrics.bytes_out += size
+    except BaseException:
+        _abort_all(channels)
+        raise
+
+
+class _TransformStage:
+    """One codec between two channels, run either in its own worker thread or on the loop."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        channels: Sequence[_Channel],
+        index: int,
+        metrics: StageMetrics,
+        observe: Callable[[bytes], object] | None,
+    ) -> None:
+        self._codec = codec
+        self._channels = channels
+        self._inbox = channels[index]
+        self._outbox = channels[index + 1]
+        self._metrics = metrics
+        self._observe = observe
+
+    def process(self, batch: Batch, final: bool) -> Batch:
+        codec = self._codec
+        pieces = [codec.update(chunk) for chunk in batch]
+        if final:
+            pieces.append(codec.finish())
+        out = _recut(pieces)
+        if self._observe is not None:
+            for chunk in out:
+                self._observe(chunk)
+        self._metrics.bytes_in += sum(map(len, batch))
+        self._metrics.bytes_out += sum(map(len, out))
+        return out
+
+    def run_in_thread(self) -> None:
+        """The worker thread's loop: take a batch, code it, pass it on, until end of stream."""
+        metrics = self._metrics
+        try:
+            while True:
+                mark = time.perf_counter()
+                batch = self._inbox.get()
+                now = time.perf_counter()
+                metrics.wait_input_seconds += now - mark
+                out = self.process(batch or [], batch is None)
+                mark = time.perf_counter()
+                metrics.busy_seconds += mark - now
+                if out:
+                    self._outbox.put(out)
+                    metrics.wait_output_seconds += time.perf_counter() - mark
+                if batch is None:
+                    self._outbox.close()
+                    return
+        except _Aborted:
+            return
+        except BaseException:
+            _abort_all(self._channels)
+            raise
+
+    async def run_on_loop(self) -> None:
+        metrics = self._metrics
+        try:
+            while True:
+                mark = time.perf_counter()
+                batch = await self._inbox.receive()
+                now = time.perf_counter()
+                metrics.wait_input_seconds += now - mark
+                out = self.process(batch or [], batch is None)
+                mark = time.perf_counter()
+                metrics.busy_seconds += mark - now
+                if out:
+                    await self._outbox.send(out)
+                    metrics.wait_output_seconds += time.perf_counter() - mark
+                if batch is None:
+                    self._outbox.close()
+                    return
+        except BaseException:
+            _abort_all(self._channels)
+            raise
+
+
+def _recut(pieces: list[bytes]) -> Batch:
+    """A codec's outputs as a batch: kept as they are when each fits in a chunk (no copy for a
+    pass-through stage), else joined and cut again (a cipher's 64 KiB + tag pieces)."""
+    kept = [piece for piece in pieces if piece]
+    if all(len(piece) <= CHUNK_SIZE for piece in kept):
+        return kept
+    return list(split(b"".join(kept)))
+
+
+async def _in_thread(stage: _TransformStage, limiter: anyio.CapacityLimiter) -> None:
+    # Not abandoned on cancel: the task waits for its thread, which a cancelled run's abort()
+    # wakes, so no codec is still running when the sink discards its output.
+    await anyio.to_thread.run_sync(stage.run_in_thread, limiter=limiter)
