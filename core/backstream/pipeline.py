@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -189,11 +190,10 @@ class _Channel:
 
 def _loop_call_soon() -> Callable[[Callable[[], object]], object]:
     """Schedule a callback on the running event loop from any thread, without blocking."""
-    native = anyio.lowlevel.current_token().native_token
-    call_soon: Callable[[Callable[[], object]], object] | None = getattr(native, "call_soon_threadsafe", None)
-    if call_soon is None:  # trio's TrioToken
-        call_soon = getattr(native, "run_sync_soon")
-    return call_soon
+    native: Any = anyio.lowlevel.current_token().native_token
+    if hasattr(native, "call_soon_threadsafe"):  # an asyncio event loop
+        return native.call_soon_threadsafe  # type: ignore[no-any-return]
+    return native.run_sync_soon  # type: ignore[no-any-return]  # trio's TrioToken
 
 
 class Pipeline:
