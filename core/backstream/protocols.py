@@ -149,11 +149,18 @@ class JobContext:
 
     ``metadata`` is filled by the source during ``dump`` (server version, WAL LSN before/after,
     binlog file and position, ...) and ends up in the backup manifest; never put secrets in it.
+    ``catalog_level`` is the verification catalog the backup records (``off``, ``quick``,
+    ``standard``, ``comprehensive``); a source that can read per-table figures from its own
+    stream (rows from ``standard``, content checksums at ``comprehensive``) offers a
+    ``content_tap(job)`` codec that fills ``content`` with ``{table: {"rows": n, "checksum": s}}``,
+    and the check plugin then takes those instead of reading the database again.
     """
 
     job_id: str
     options: Mapping[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    catalog_level: str = "off"
+    content: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Source(Protocol):
@@ -168,6 +175,13 @@ class Source(Protocol):
     def dump(self, job: JobContext) -> ByteSource: ...
 
     async def restore(self, data: AsyncIterator[bytes], job: JobContext) -> None: ...
+
+
+class ContentTap(Protocol):
+    """Optional on a ``Source``: a pass-through codec placed first in the backup pipeline that
+    watches the dump's plaintext and fills ``job.content`` when it finishes (None: nothing to do)."""
+
+    def content_tap(self, job: JobContext) -> Codec | None: ...
 
 
 class SourceFactory(Protocol):
@@ -196,13 +210,17 @@ class Check(Protocol):
     counts and columns; ``comprehensive``: + indexes, constraints, per-table content checksums
     for tables of at most ``max_rows`` rows) as JSON-able data, the same way at backup time and
     after a restore, so the core can compare the two (docs/verification.md has the shape).
+    ``content`` (backup time only, when the source's content tap ran) holds per-table rows and
+    checksums read from the dump itself, to be used instead of querying them.
     ``integrity`` runs the engine's own consistency check. ``scratch`` yields the URL of a new,
     empty restore target on the server of ``server_url`` and removes it on exit.
     """
 
     name: str
 
-    async def inspect(self, url: str, *, level: str, max_rows: int | None = None) -> dict[str, Any]: ...
+    async def inspect(
+        self, url: str, *, level: str, max_rows: int | None = None, content: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]: ...
 
     async def integrity(self, url: str) -> list[CheckResult]: ...
 

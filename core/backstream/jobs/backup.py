@@ -107,7 +107,9 @@ async def backup(
 
     started = utc_now()
     backup_id = new_backup_id(started)
-    job = JobContext(job_id=backup_id, options=source_options)
+    catalog = catalog or CatalogOptions()
+    job = JobContext(job_id=backup_id, options=source_options, catalog_level=catalog.level)
+    content_tap = getattr(opened, "content_tap", None)
     safe_source = redact_url(source)
     details: dict[str, Any] = {"source": safe_source, "repository": repository.url, "backup_id": backup_id}
     key_lock = anyio.Lock()  # one key wrap at a time: passphrase KDFs are heavy (and not thread-safe together)
@@ -116,6 +118,9 @@ async def backup(
         """One pipeline: ``data`` -> compress -> (encrypt) -> ``backups/<id>/data/<name><ext>``."""
         path = Repository.object_path(backup_id, name + compression.extension)
         transforms = [Transform(f"compress:{spec.name}", compression.compressor(spec.options))]
+        tap = content_tap(job) if content_tap is not None else None
+        if tap is not None:  # reads per-table rows and checksums off the dump as it passes
+            transforms.insert(0, Transform("catalog", tap))
         cipher: str | None = None
         if key_refs:
             context = object_context(backup_id, safe_source, started, spec.name, name)
@@ -152,7 +157,7 @@ async def backup(
                 records = await _store_files(dump_files(job), store, parallel)
             else:
                 records = [await store(str(getattr(opened, "filename", DEFAULT_OBJECT_NAME)), opened.dump(job))]
-            recorded = await capture_catalog(plugins, kind, source, catalog or CatalogOptions())
+            recorded = await capture_catalog(plugins, kind, source, catalog, content=job.content)
             manifest = Manifest(
                 backup_id=backup_id,
                 repository_id=repository.repository_id,

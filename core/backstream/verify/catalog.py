@@ -5,6 +5,7 @@ constraints and content checksums, taken by the engine's check plugin from the s
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,15 +39,22 @@ def checker(plugins: Plugins, kind: str) -> Check:
     return registry.get(kind)
 
 
-async def capture_catalog(plugins: Plugins, kind: str, url: str, options: CatalogOptions) -> dict[str, Any] | None:
-    """The catalog of the source database, for the manifest; a failure is recorded, never fatal."""
+async def capture_catalog(
+    plugins: Plugins, kind: str, url: str, options: CatalogOptions, *, content: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The catalog of the source database, for the manifest; a failure is recorded, never fatal.
+    ``content``: per-table rows and checksums the source read off its own dump (see JobContext)."""
     if options.level == "off":
         return None
     check_level(options.level)
     if kind not in plugins.checks():
         return None  # no check plugin for this kind of backup (e.g. physical base backups)
     try:
-        catalog = await checker(plugins, kind).inspect(url, level=options.level, max_rows=options.max_rows)
+        check = checker(plugins, kind)
+        if content:
+            catalog = await check.inspect(url, level=options.level, max_rows=options.max_rows, content=content)
+        else:
+            catalog = await check.inspect(url, level=options.level, max_rows=options.max_rows)
     except BackstreamError as exc:
         log.warning("could not record the verification catalog of the backup: %s", exc)
         return {"error": f"catalog not recorded: {' '.join(str(exc).split())}"}

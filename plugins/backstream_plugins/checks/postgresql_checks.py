@@ -1,19 +1,25 @@
 """Verification checks for PostgreSQL backups: catalog (tables, rows, columns, indexes, constraints,
-content checksums as md5 of the ordered row hashes, computed by the server) and ``amcheck``.
+content checksums of each table's COPY data as pg_dump writes it) and ``amcheck``.
 
-psycopg runs in worker threads; a scratch target is a new database on the given server.
+psycopg and pg_dump run in worker threads; a scratch target is a new database on the given server.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio.to_thread
 from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl, missing_dependency
+
+from backstream_plugins.checks.pg_copy_content import CopyContent
+
+READ_SIZE = 256 * 1024
 
 LEVELS = ("quick", "standard", "comprehensive")
 USER_TABLES = """
@@ -60,11 +66,22 @@ def _qualified(schema: str, table: str) -> str:
     return '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
 
 
-def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
-    """The catalog of the database at ``url`` (blocking; run in a worker thread)."""
+def describe(
+    url: str, level: str, max_rows: int | None, content: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The catalog of the database at ``url`` (blocking; run in a worker thread).
+
+    Rows and content checksums come from ``content`` when given (read off the backup's own dump);
+    otherwise, at the comprehensive level, from a ``pg_dump --data-only`` of the database (the
+    same COPY text, so the same checksums); tables without COPY data (partitioned parents) fall
+    back to ``count(*)`` and an md5 over the sorted row hashes.
+    """
     if level not in LEVELS:
         raise ConfigError(f"unknown verification level {level!r}")
     psycopg = _psycopg()
+    if content is None and level == "comprehensive":
+        content = dumped_content(url)
+    figures = content or {}
     with _connect(url) as conn:
         try:
             tables: dict[str, Any] = {}
@@ -74,7 +91,11 @@ def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
                 if level == "quick":
                     continue
                 name = _qualified(schema, table)
-                info["rows"] = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                known = figures.get(f"{schema}.{table}", {})
+                if "rows" in known:
+                    info["rows"] = known["rows"]
+                else:
+                    info["rows"] = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                 info["columns"] = [
                     [c[0], c[1], "not null" if c[2] else "null"] for c in conn.execute(COLUMNS, (name,)).fetchall()
                 ]
@@ -82,7 +103,9 @@ def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
                     continue
                 info["indexes"] = dict(conn.execute(INDEXES, (schema, table)).fetchall())
                 info["constraints"] = dict(conn.execute(CONSTRAINTS, (name,)).fetchall())
-                if max_rows is not None and info["rows"] > max_rows:
+                if known.get("checksum"):
+                    info["checksum"] = known["checksum"]
+                elif max_rows is not None and info["rows"] > max_rows:
                     info["checksum"] = None
                     info["checksum_skipped"] = f"{info['rows']} rows, above the checksum limit of {max_rows}"
                 else:
@@ -93,6 +116,28 @@ def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
             return {"engine": "postgresql", "tables": tables}
         except psycopg.Error as exc:
             raise SourceError(f"cannot inspect the database: {' '.join(str(exc).split())}") from exc
+
+
+def dumped_content(url: str) -> dict[str, dict[str, Any]]:
+    """Per-table rows and COPY checksums of ``pg_dump --data-only`` of ``url`` (blocking)."""
+    from backstream_plugins.sources.postgresql import data_dump_command
+
+    argv, env = data_dump_command(url)
+    content = CopyContent()
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env)
+        except OSError as exc:
+            raise SourceError(f"cannot run pg_dump for verification: {exc.strerror or exc}") from exc
+        with process:
+            assert process.stdout is not None
+            while data := process.stdout.read(READ_SIZE):
+                content.feed(data)
+        if process.returncode != 0:
+            errors.seek(0)
+            detail = " ".join(errors.read()[-2000:].decode("utf-8", "replace").split())
+            raise SourceError(f"pg_dump of the database to verify failed (exit status {process.returncode}): {detail}")
+    return content.tables
 
 
 def _amcheck(url: str) -> list[CheckResult]:
@@ -138,8 +183,10 @@ class PostgresChecks:
 
     name = "postgresql"
 
-    async def inspect(self, url: str, *, level: str, max_rows: int | None = None) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(describe, url, level, max_rows)
+    async def inspect(
+        self, url: str, *, level: str, max_rows: int | None = None, content: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(describe, url, level, max_rows, content)
 
     async def integrity(self, url: str) -> list[CheckResult]:
         return await anyio.to_thread.run_sync(_amcheck, url)

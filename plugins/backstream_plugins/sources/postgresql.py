@@ -33,6 +33,7 @@ import anyio.to_thread
 from anyio.abc import Process
 from backstream import (
     ByteSource,
+    Codec,
     ConfigError,
     JobContext,
     Register,
@@ -44,6 +45,8 @@ from backstream import (
     primary_error,
     split,
 )
+
+from backstream_plugins.checks.pg_copy_content import CopyContent
 
 FORMATS = ("plain", "custom", "directory")
 READ_SIZE = 256 * 1024
@@ -161,6 +164,12 @@ class _Conn:
         env.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
         return env
 
+    def dump_env(self, settings: _Settings) -> dict[str, str]:
+        """``env`` for pg_dump, with the session in UTC: timestamptz values then come out the same
+        whatever the server's or the client's time zone (the same instants either way), so the
+        COPY data of a table, and its content checksum, can be compared across servers."""
+        return {**self.env(settings), "PGTZ": "UTC"}
+
     async def connect(self, settings: _Settings, dbname: str | None = None) -> Any:
         """An autocommit psycopg AsyncConnection; connection failures become one-line SourceErrors."""
         psycopg = _psycopg()
@@ -175,6 +184,15 @@ class _Conn:
             return await psycopg.AsyncConnection.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to {self.describe(dbname)}: {_one_line(exc)}") from exc
+
+
+def data_dump_command(url: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``pg_dump --data-only`` (plain format) of ``url``'s database, run
+    the way backups run pg_dump; the password stays in the environment."""
+    conn = _Conn(url)
+    settings = _settings({})
+    argv = [_tool_path("pg_dump", settings), "--data-only", "--format=plain", "--dbname=" + conn.conninfo()]
+    return argv, conn.dump_env(settings)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -357,6 +375,17 @@ class PostgresSource:
         """pg_dump in plain (default) or custom format as one stream of chunks."""
         return self._dump(job)
 
+    def content_tap(self, job: JobContext) -> Codec | None:
+        """For a plain dump recorded with a standard or comprehensive catalog: a pass-through
+        codec that counts every table's rows (and at comprehensive, checksums its COPY data)
+        as the dump streams by, so the catalog needs no second read of the database and
+        describes exactly the rows in the backup."""
+        if (self._settings(job).format or "plain") != "plain":
+            return None
+        if job.catalog_level not in ("standard", "comprehensive"):
+            return None
+        return CopyContent(checksums=job.catalog_level == "comprehensive", into=job.content)
+
     @asynccontextmanager
     async def _dump(self, job: JobContext) -> AsyncIterator[AsyncIterator[bytes]]:
         settings = self._settings(job)
@@ -367,7 +396,7 @@ class PostgresSource:
         dbname = await self._record_start(job, settings, fmt, pg_dump)
         argv = [pg_dump, "--format=" + fmt, *self._dump_flags(settings, fmt), "--dbname=" + self._conn.conninfo(dbname)]
         async with _run_tool(
-            "pg_dump", argv, self._conn.env(settings), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+            "pg_dump", argv, self._conn.dump_env(settings), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
         ) as tool:
             reached_end = False
 
@@ -419,7 +448,7 @@ class PostgresSource:
                 "--file=" + str(out),
                 "--dbname=" + self._conn.conninfo(dbname),
             ]
-            env = self._conn.env(settings)
+            env = self._conn.dump_env(settings)
             async with _run_tool("pg_dump", argv, env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as tool:
                 code = await tool.wait()
                 if code != 0:

@@ -1,0 +1,78 @@
+"""Row counts and checksums read off a plain pg_dump stream: whatever the chunking, the same figures;
+rows that look like terminators are rows; identifiers unquoted; only whole COPY blocks count."""
+
+from __future__ import annotations
+
+import hashlib
+
+from backstream_plugins.checks.pg_copy_content import CopyContent
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+DUMP = (
+    b"--\n-- PostgreSQL database dump\n--\nSET client_encoding = 'UTF8';\n"
+    b"CREATE FUNCTION f() RETURNS text AS $$\nCOPY not.a_header FROM stdin\n$$ LANGUAGE sql;\n"
+    b"COPY public.a (x, y) FROM stdin;\n1\tone\n2\t\\N\n\\\\.\n3\ttab\\there\n\\.\n\n"
+    b'COPY "Gr\xc3\xb6\xc3\x9fe ""Q"""."Mixed.Case" ("Wert") FROM stdin;\n\\.\n\n'
+    b"COPY public.no_columns  FROM stdin;\n\n\n\\.\n\n"
+    b"COPY s.big (v) FROM stdin;\n" + b"x" * 200_000 + b"\n\\.\n\n-- PostgreSQL database dump complete\n"
+)
+
+
+def figures(dump: bytes, cuts: list[int]) -> dict[str, dict[str, object]]:
+    content = CopyContent()
+    start = 0
+    for cut in sorted(set(cuts)):
+        content.feed(dump[start:cut])
+        start = cut
+    content.feed(dump[start:])
+    assert content.complete
+    return content.tables
+
+
+def test_rows_and_checksums_of_each_table() -> None:
+    tables = figures(DUMP, [])
+    assert {name: entry["rows"] for name, entry in tables.items()} == {
+        "public.a": 4,  # "\\." (an escaped backslash and a dot) is a row, not the end
+        'Größe "Q".Mixed.Case': 0,
+        "public.no_columns": 2,
+        "s.big": 1,
+    }
+    data = b"\n1\tone\n2\t\\N\n\\\\.\n3\ttab\\there\n"  # the header's newline, then the rows
+    assert tables["public.a"]["checksum"] == "copy-sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(DUMP)), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_any_chunking_gives_the_same_figures(cuts: list[int]) -> None:
+    assert figures(DUMP, cuts) == figures(DUMP, [])
+
+
+def test_one_changed_byte_changes_only_that_tables_checksum() -> None:
+    changed = DUMP.replace(b"2\t\\N", b"2\t\\M")
+    before, after = figures(DUMP, []), figures(changed, [])
+    assert before["public.a"]["rows"] == after["public.a"]["rows"]
+    assert before["public.a"]["checksum"] != after["public.a"]["checksum"]
+    assert before["s.big"] == after["s.big"]
+
+
+def test_a_stream_cut_inside_a_copy_block_publishes_nothing() -> None:
+    into: dict[str, dict[str, object]] = {}
+    tap = CopyContent(into=into)
+    cut = DUMP[: DUMP.index(b"3\ttab")]
+    assert tap.update(cut) == cut  # a pass-through codec
+    assert tap.finish() == b""
+    assert not tap.complete and into == {}
+
+
+def test_as_a_tap_it_publishes_every_table_at_the_end() -> None:
+    into: dict[str, dict[str, object]] = {}
+    tap = CopyContent(checksums=False, into=into)
+    tap.update(DUMP)
+    tap.finish()
+    assert into["public.a"] == {"rows": 4}
+
+
+def test_a_very_long_line_outside_copy_data_is_skipped_not_kept() -> None:
+    dump = b"SELECT '" + b"y" * 3_000_000 + b"';\nCOPY public.t (a) FROM stdin;\n1\n\\.\n"
+    assert figures(dump, list(range(0, len(dump), 65536)))["public.t"]["rows"] == 1
