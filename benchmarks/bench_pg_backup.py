@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from VARIANTS")
     args = parser.parse_args(argv)
     variants = {name: VARIANTS[name] for name in args.variants.split(",") if name}
+    benchlib.precompile()
 
     work = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     runs: dict[str, list[dict[str, Any]]] = {}

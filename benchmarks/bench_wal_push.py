@@ -15,6 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+import benchlib
+
 BACKSTREAM = str(Path(sys.executable).with_name("backstream"))
 
 
@@ -34,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=12)
     args = parser.parse_args()
+    benchlib.precompile()
     with tempfile.TemporaryDirectory() as tmp:
         repo = f"{tmp}/repo"
         subprocess.run([BACKSTREAM, "init", "--repo", repo], check=True, stdout=subprocess.DEVNULL)

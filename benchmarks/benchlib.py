@@ -62,6 +62,17 @@ def _importable(dotted: str) -> bool:
     return True
 
 
+def precompile() -> None:
+    """Byte-compile backstream's own sources, as a wheel install has them: an editable install
+    under PYTHONDONTWRITEBYTECODE=1 (this machine sets it) would otherwise compile every module
+    again on every run, ~0.1 s of each CLI start-up that no installed copy pays."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for tree in ("core", "plugins"):
+        compileall.compile_dir(str(root / tree), quiet=1)
+
+
 def warm(path: Path) -> None:
     """Read a file once so that every measured run finds it in the page cache."""
     with open(path, "rb") as handle:

@@ -323,3 +323,61 @@ def test_cancelling_while_a_worker_thread_waits_on_a_full_link_stops_it_and_comm
     returned.set()
     time.sleep(0.05)
     assert calls_after_return == []
+
+
+class BlockingPieces:
+    """A BlockingChunks stream over a list, recording the reading threads; None (nothing yet)
+    between pieces, and forever after them when ``endless``."""
+
+    def __init__(self, pieces: list[bytes], *, endless: bool = False) -> None:
+        self._pieces = list(pieces)
+        self._endless = endless
+        self._tick = False
+        self.threads: set[int] = set()
+
+    def read(self, timeout: float) -> bytes | None:
+        self.threads.add(threading.get_ident())
+        self._tick = not self._tick
+        if self._tick:
+            return None
+        if self._pieces:
+            return self._pieces.pop(0)
+        if self._endless:
+            time.sleep(min(timeout, 0.01))
+            return None
+        return b""
+
+    def __aiter__(self) -> BlockingPieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise AssertionError("the pipeline must read a BlockingChunks stream off the loop")
+
+
+def blocking_source(stream: BlockingPieces):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def source() -> AsyncIterator[BlockingPieces]:
+        yield stream
+
+    return source()
+
+
+def test_a_blocking_chunk_stream_is_read_in_a_worker_thread_and_arrives_whole() -> None:
+    pieces = [bytes([n]) * (n * 997 % CHUNK_SIZE + 1) for n in range(1, 60)]
+    stream = BlockingPieces(pieces)
+    writer = MemoryWriter()
+    result = run(Pipeline(blocking_source(stream), [Transform("upper", Upper())], memory_sink(writer)))
+    assert writer.data == b"".join(pieces).upper()
+    assert result.bytes_in == sum(map(len, pieces))
+    assert threading.get_ident() not in stream.threads and len(stream.threads) == 1
+
+
+def test_a_failing_sink_stops_a_blocking_reader_that_is_waiting_for_data() -> None:
+    stream = BlockingPieces([b"w" * CHUNK_SIZE] * 40, endless=True)
+
+    @asynccontextmanager
+    async def sink() -> AsyncIterator[ByteWriter]:
+        yield FailingWriter(after=3)
+
+    with pytest.raises(StorageError, match="went away"):
+        run(Pipeline(blocking_source(stream), [Transform("upper", Upper())], sink()))

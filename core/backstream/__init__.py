@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.plugins import Plugins, make_plugin_manager
     from backstream.protocols import (
         Aead,
+        BlockingChunks,
         ByteSink,
         ByteSource,
         ByteWriter,
@@ -119,6 +120,7 @@ _LAZY: dict[str, str] = {
     "Plugins": "backstream.plugins",
     "make_plugin_manager": "backstream.plugins",
     "Aead": "backstream.protocols",
+    "BlockingChunks": "backstream.protocols",
     "ByteSink": "backstream.protocols",
     "ByteSource": "backstream.protocols",
     "ByteWriter": "backstream.protocols",
@@ -182,6 +184,7 @@ __all__ = [
     "rewrap_encrypted",
     "CHUNK_SIZE",
     "BackstreamError",
+    "BlockingChunks",
     "ByteSink",
     "ByteSource",
     "ByteWriter",

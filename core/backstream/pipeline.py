@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import anyio.to_thread
 
 from backstream.chunks import CHUNK_SIZE, split
 from backstream.errors import primary_error
-from backstream.protocols import ByteSink, ByteSource, ByteWriter, Codec
+from backstream.protocols import BlockingChunks, ByteSink, ByteSource, ByteWriter, Codec
 
 BATCH_BYTES = 1024 * 1024
 """Stages pass batches: lists of chunks (each non-empty, at most CHUNK_SIZE) of about this many
@@ -92,6 +92,10 @@ class _Channel:
         self._loop_thread = threading.get_ident()
 
     # --- either side -------------------------------------------------------------------------
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
 
     def abort(self) -> None:
         """Stop both ends for good (another stage failed or the run was cancelled)."""
@@ -248,21 +252,14 @@ async def _run_source(source: ByteSource, channels: Sequence[_Channel], metrics:
     out = channels[0]
     try:
         async with source as chunks:
-            batch: Batch = []
-            size = 0
-            mark = time.perf_counter()
-            async for chunk in chunks:
-                now = time.perf_counter()
-                metrics.busy_seconds += now - mark
-                metrics.bytes_in += len(chunk)
-                batch.extend(split(chunk))
-                size += len(chunk)
-                if size >= BATCH_BYTES:
-                    await out.send(batch)
-                    metrics.bytes_out += size
-                    batch, size = [], 0
-                mark = time.perf_counter()
-                metrics.wait_output_seconds += mark - now
+            if isinstance(chunks, BlockingChunks):
+                reader = _BlockingReader(chunks, out, metrics)
+                await anyio.to_thread.run_sync(reader.run, limiter=anyio.CapacityLimiter(1))
+                if reader.aborted:
+                    await anyio.sleep_forever()  # another stage failed: wait to be cancelled
+                batch, size = reader.batch, reader.size
+            else:
+                batch, size = await _read_async(chunks, out, metrics)
             # The source context must exit cleanly (a dump tool's exit status is checked there)
             # before downstream may see the last batch and end-of-stream.
         if batch:
@@ -272,6 +269,68 @@ async def _run_source(source: ByteSource, channels: Sequence[_Channel], metrics:
     except BaseException:
         _abort_all(channels)
         raise
+
+
+async def _read_async(chunks: AsyncIterator[bytes], out: _Channel, metrics: StageMetrics) -> tuple[Batch, int]:
+    """Batch an async chunk iterator into ``out``; return the last, partial batch and its size."""
+    batch: Batch = []
+    size = 0
+    mark = time.perf_counter()
+    async for chunk in chunks:
+        now = time.perf_counter()
+        metrics.busy_seconds += now - mark
+        metrics.bytes_in += len(chunk)
+        batch.extend(split(chunk))
+        size += len(chunk)
+        if size >= BATCH_BYTES:
+            await out.send(batch)
+            metrics.bytes_out += size
+            batch, size = [], 0
+        mark = time.perf_counter()
+        metrics.wait_output_seconds += mark - now
+    return batch, size
+
+
+class _BlockingReader:
+    """Reads a ``BlockingChunks`` stream in a worker thread straight into the first channel."""
+
+    POLL_SECONDS = 0.1
+    """How long one read may wait before the reader checks whether the run was aborted."""
+
+    def __init__(self, chunks: BlockingChunks, out: _Channel, metrics: StageMetrics) -> None:
+        self._chunks = chunks
+        self._out = out
+        self._metrics = metrics
+        self.batch: Batch = []
+        self.size = 0
+        self.aborted = False
+
+    def run(self) -> None:
+        metrics = self._metrics
+        mark = time.perf_counter()
+        try:
+            while True:
+                chunk = self._chunks.read(self.POLL_SECONDS)
+                now = time.perf_counter()
+                metrics.busy_seconds += now - mark
+                if chunk is None:
+                    if self._out.aborted:
+                        raise _Aborted
+                    mark = now
+                    continue
+                if not chunk:
+                    return
+                metrics.bytes_in += len(chunk)
+                self.batch.extend(split(chunk))
+                self.size += len(chunk)
+                if self.size >= BATCH_BYTES:
+                    self._out.put(self.batch)
+                    metrics.bytes_out += self.size
+                    self.batch, self.size = [], 0
+                mark = time.perf_counter()
+                metrics.wait_output_seconds += mark - now
+        except _Aborted:
+            self.aborted = True
 
 
 async def _run_sink(

@@ -16,6 +16,23 @@ ByteSource = AbstractAsyncContextManager[AsyncIterator[bytes]]
 
 
 @runtime_checkable
+class BlockingChunks(Protocol):
+    """A chunk iterator a source may yield instead of a plain one (it stays an async iterator):
+    the pipeline then reads it with blocking calls in a worker thread of its own, so the data
+    never passes through the event loop (a dump tool's stdout pipe, read directly).
+
+    ``read(timeout)`` returns the next non-empty chunk of at most CHUNK_SIZE bytes, ``b""`` at
+    the end, or None when nothing came within ``timeout`` seconds (so a cancelled run is noticed).
+    """
+
+    def read(self, timeout: float) -> bytes | None: ...
+
+    def __aiter__(self) -> BlockingChunks: ...
+
+    async def __anext__(self) -> bytes: ...
+
+
+@runtime_checkable
 class Codec(Protocol):
     """A sync, CPU-only push transform. It accepts any chunking of its input.
 

@@ -43,11 +43,12 @@ COMMANDS: tuple[str, ...] = (
 )
 """Command modules, in the order ``--help`` lists them."""
 
-FAST_COMMANDS: dict[str, str] = {
-    "wal-push": "backstream.cli.cmd_wal_push",
-    "wal-fetch": "backstream.cli.cmd_wal_fetch",
-}
-"""Commands PostgreSQL runs once per WAL file: only their own module is imported (start-up time counts)."""
+
+
+def command_module(name: str) -> str | None:
+    """The module of command ``name`` (``wal-push`` -> ``backstream.cli.cmd_wal_push``), if it exists."""
+    module = "backstream.cli.cmd_" + name.replace("-", "_")
+    return module if module in COMMANDS else None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,8 +76,12 @@ def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the process exit code."""
     words = list(sys.argv[1:] if argv is None else argv)
-    fast = FAST_COMMANDS.get(words[0]) if words else None
-    modules = [importlib.import_module(name) for name in ((fast,) if fast else COMMANDS)]
+    # Only the chosen command's module is imported (start-up time counts: PostgreSQL runs wal-push
+    # once per WAL file, and a backup should start streaming at once); all of them for --help,
+    # no command or an unknown one.
+    first = next((word for word in words if not word.startswith("-")), None)
+    chosen = command_module(first) if first else None
+    modules = [importlib.import_module(name) for name in ((chosen,) if chosen else COMMANDS)]
     parser = build_parser(modules)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

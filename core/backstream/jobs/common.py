@@ -13,7 +13,7 @@ from typing import Any
 
 from backstream.errors import ConfigError, UnknownPluginError
 from backstream.plugins import Plugins
-from backstream.protocols import ByteSource, CompressorFactory, SourceFactory, Storage
+from backstream.protocols import BlockingChunks, ByteSource, CompressorFactory, SourceFactory, Storage
 from backstream.repository import Repository, redact_url, url_scheme
 
 Progress = Callable[[int], None]
@@ -91,6 +91,9 @@ async def counted(source: ByteSource, progress: Progress | None) -> AsyncIterato
         if progress is None:
             yield chunks
             return
+        if isinstance(chunks, BlockingChunks):  # keep it readable off the event loop
+            yield _CountedBlocking(chunks, progress)
+            return
 
         async def passing() -> AsyncIterator[bytes]:
             async for chunk in chunks:
@@ -98,6 +101,28 @@ async def counted(source: ByteSource, progress: Progress | None) -> AsyncIterato
                 yield chunk
 
         yield passing()
+
+
+class _CountedBlocking:
+    """A ``BlockingChunks`` stream that reports every chunk to ``progress`` (from the reading thread)."""
+
+    def __init__(self, chunks: BlockingChunks, progress: Progress) -> None:
+        self._chunks = chunks
+        self._progress = progress
+
+    def read(self, timeout: float) -> bytes | None:
+        chunk = self._chunks.read(timeout)
+        if chunk:
+            self._progress(len(chunk))
+        return chunk
+
+    def __aiter__(self) -> _CountedBlocking:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await anext(self._chunks)
+        self._progress(len(chunk))
+        return chunk
 
 
 def manifest_safe(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import Process
 from backstream import (
+    CHUNK_SIZE,
     ByteSource,
     Codec,
     ConfigError,
@@ -307,6 +309,62 @@ class _Tool:
         return SourceError(f"{self.name} failed ({status})" + (f": {detail}" if detail else ""))
 
 
+PIPE_SIZE = 1024 * 1024
+"""Capacity asked for pg_dump's stdout pipe (Linux default: 64 KiB): pg_dump runs ahead instead
+of stalling, and the reader gets full 64 KiB reads."""
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (ImportError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default size works too
+
+
+class _PipeChunks:
+    """A tool's stdout pipe as a chunk stream: read directly by a pipeline's worker thread
+    (``read``, see ``backstream.BlockingChunks``) or iterated on the event loop."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.at_end = False
+        os.set_blocking(fd, False)
+
+    def read(self, timeout: float) -> bytes | None:
+        if self.at_end:
+            return b""
+        try:
+            data = os.read(self._fd, CHUNK_SIZE)
+        except BlockingIOError:
+            ready, _, _ = select.select([self._fd], [], [], timeout)
+            if not ready:
+                return None
+            try:
+                data = os.read(self._fd, CHUNK_SIZE)
+            except BlockingIOError:
+                return None
+        if not data:
+            self.at_end = True
+        return data
+
+    def __aiter__(self) -> _PipeChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self.at_end:
+            await anyio.wait_readable(self._fd)
+            try:
+                data = os.read(self._fd, CHUNK_SIZE)
+            except BlockingIOError:
+                continue
+            if data:
+                return data
+            self.at_end = True
+        raise StopAsyncIteration
+
+
 @asynccontextmanager
 async def _run_tool(
     name: str, argv: list[str], env: Mapping[str, str], *, stdin: int | None, stdout: int | None
@@ -395,25 +453,26 @@ class PostgresSource:
         pg_dump = _tool_path("pg_dump", settings)
         dbname = await self._record_start(job, settings, fmt, pg_dump)
         argv = [pg_dump, "--format=" + fmt, *self._dump_flags(settings, fmt), "--dbname=" + self._conn.conninfo(dbname)]
-        async with _run_tool(
-            "pg_dump", argv, self._conn.dump_env(settings), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
-        ) as tool:
-            reached_end = False
-
-            async def checked() -> AsyncGenerator[bytes, None]:
-                nonlocal reached_end
-                async with aclosing(tool.output()) as chunks:
-                    async for chunk in chunks:
-                        yield chunk
-                reached_end = True
-
-            stream = checked()
-            try:
-                yield stream
-            finally:
-                await stream.aclose()
-            if not reached_end:
-                raise SourceError("the dump was abandoned before pg_dump finished; nothing complete was produced")
+        read_fd, write_fd = os.pipe()
+        try:
+            _grow_pipe(write_fd)
+            tool_context = _run_tool(
+                "pg_dump", argv, self._conn.dump_env(settings), stdin=subprocess.DEVNULL, stdout=write_fd
+            )
+            async with tool_context as tool:
+                os.close(write_fd)  # pg_dump holds the write end now: EOF comes when it exits
+                write_fd = -1
+                chunks = _PipeChunks(read_fd)
+                yield chunks
+                if not chunks.at_end:
+                    raise SourceError("the dump was abandoned before pg_dump finished; nothing complete was produced")
+                code = await tool.wait()
+                if code != 0:
+                    raise tool.error(code)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
         await self._record_stop(job, settings, dbname)
 
     def dump_files(self, job: JobContext) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, ByteSource]]]:
@@ -489,9 +548,18 @@ class PostgresSource:
 
     async def _record_start(self, job: JobContext, settings: _Settings, fmt: str, pg_dump: str) -> str:
         """Check the connection and record what the manifest needs; returns the database name."""
-        database, version, version_num, in_recovery, lsn, address, port = await self._server_state(
-            settings, self._conn.dbname
-        )
+        tool_version: list[str] = []
+
+        async def read_tool_version() -> None:
+            tool_version.append(await _tool_version(pg_dump))
+
+        try:
+            async with anyio.create_task_group() as tg:  # the two waits overlap
+                tg.start_soon(read_tool_version)
+                state = await self._server_state(settings, self._conn.dbname)
+        except BaseExceptionGroup as group:
+            raise primary_error(group) from None
+        database, version, version_num, in_recovery, lsn, address, port = state
         job.metadata.update(
             {
                 "kind": "postgresql",
@@ -503,7 +571,7 @@ class PostgresSource:
                 "in_recovery": in_recovery,
                 "format": fmt,
                 "jobs": settings.jobs if fmt == "directory" else 1,
-                "dump_tool": await _tool_version(pg_dump),
+                "dump_tool": tool_version[0],
                 "wal_lsn_start": lsn,
             }
         )
