@@ -42,6 +42,7 @@ class Orphan:
     path: str
     reason: str
     since: datetime | None
+    upload_id: str | None = None  # an incomplete multipart upload to ``path``, not an object
 
     def age(self, now: datetime) -> timedelta | None:
         return None if self.since is None else now - self.since
@@ -73,7 +74,12 @@ class CheckReport:
             "read_data": self.read_data,
             "problems": [vars(p) for p in self.problems],
             "orphans": [
-                {"path": o.path, "reason": o.reason, "since": None if o.since is None else format_time(o.since)}
+                {
+                    "path": o.path,
+                    "reason": o.reason,
+                    "since": None if o.since is None else format_time(o.since),
+                    **({"upload_id": o.upload_id} if o.upload_id else {}),
+                }
                 for o in self.orphans
             ],
             "in_progress": list(self.in_progress),
@@ -109,11 +115,16 @@ async def check_repository(
     for backup_id, paths in sorted(groups.items()):
         await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects)
     lister = getattr(storage, "list_multipart_uploads", None)
-    if lister is None:
+    uploads = await lister() if lister is not None else None
+    if uploads is None:
         report.notes.append("this storage cannot list abandoned multipart uploads; not checked")
     else:
-        for upload in await lister():
-            report.orphans.append(Orphan(str(upload), "abandoned multipart upload", None))
+        for path, upload_id, initiated in uploads:
+            owner = path[len(BACKUPS_PREFIX) :].split("/", 1)[0] if path.startswith(BACKUPS_PREFIX) else None
+            if owner is not None and owner in live_ids:
+                continue  # a running backup is writing it
+            reason = f"incomplete multipart upload {upload_id[:16]}…"
+            report.orphans.append(Orphan(path, reason, initiated, upload_id=upload_id))
     return report
 
 
@@ -235,7 +246,10 @@ async def _cleanup(
             actions.append(CleanupAction(orphan.path, orphan.reason, "would remove"))
             continue
         try:
-            await repository.storage.delete(orphan.path)
+            if orphan.upload_id is not None:
+                await repository.storage.abort_multipart_upload(orphan.path, orphan.upload_id)  # type: ignore[attr-defined]
+            else:
+                await repository.storage.delete(orphan.path)
             actions.append(CleanupAction(orphan.path, orphan.reason, "removed"))
         except BackstreamError as exc:
             actions.append(CleanupAction(orphan.path, orphan.reason, "kept", f"could not remove: {exc}"))

@@ -13,6 +13,8 @@ import posixpath
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
+from functools import partial
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 import anyio
@@ -337,6 +339,40 @@ class FsspecStorage:
     async def delete(self, path: str) -> None:
         """Remove the object at ``path``; an object that is already gone is not an error."""
         await self._call("delete", path, self._remove, self._full(path))
+
+    async def list_multipart_uploads(self) -> list[tuple[str, str, datetime]] | None:
+        """Incomplete S3 multipart uploads below this location, as (relative path, upload id, time
+        initiated); None on filesystems that have no such thing."""
+        if self._kind != "s3":
+            return None
+        return await self._call("list multipart uploads of", "", self._multipart_uploads)
+
+    async def abort_multipart_upload(self, path: str, upload_id: str) -> None:
+        """Abort one incomplete multipart upload (its parts are deleted; nothing else is touched)."""
+        bucket, key = self._bucket_key(self._full(path))
+        await self._call(
+            "abort a multipart upload of",
+            path,
+            partial(self._fs.call_s3, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id),
+        )
+
+    def _multipart_uploads(self) -> list[tuple[str, str, datetime]]:
+        bucket, prefix = self._bucket_key(self._root)
+        prefix = prefix + "/" if prefix else ""
+        found = []
+        marker: dict[str, str] = {}
+        while True:
+            page = self._fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **marker)
+            for upload in page.get("Uploads", []):
+                found.append((upload["Key"][len(prefix) :], upload["UploadId"], upload["Initiated"]))
+            if not page.get("IsTruncated"):
+                return found
+            marker = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+    @staticmethod
+    def _bucket_key(full: str) -> tuple[str, str]:
+        bucket, _, key = full.partition("/")
+        return bucket, key
 
     def _info(self, full: str) -> dict[str, Any] | None:
         self._fs.invalidate_cache(full)
