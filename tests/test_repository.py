@@ -428,3 +428,23 @@ def test_a_held_lock_keeps_its_heartbeat_fresh(storage: Storage) -> None:
 )
 def test_redact_url_drops_passwords(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+def test_deleting_a_backup_from_a_local_repository_leaves_no_empty_folders(plugins: Plugins, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+
+    async def main() -> None:
+        repository = await Repository.init(plugins.open_storage(str(root)))
+        kept, gone = new_backup_id(T0), new_backup_id(T0 + timedelta(hours=1))
+        for backup_id in (kept, gone):
+            await write_small(repository.storage, Repository.object_path(backup_id, "database.sqlite.zst"), b"data")
+            await commit(repository, backup_id)
+        await repository.delete(gone)
+        assert not (root / "backups" / gone).exists()
+        await repository.delete(kept)
+        assert not (root / "backups" / kept).exists()
+        assert (root / "backups").is_dir()  # top-level folders stay
+        # ... and a deleted backup's folders can be made again
+        await write_small(repository.storage, Repository.object_path(gone, "again.zst"), b"x")
+
+    run(main)

@@ -99,9 +99,13 @@ class _LocalUpload:
     def __init__(self, target: str) -> None:
         self._target = target
         directory, name = os.path.split(target)
-        os.makedirs(directory, exist_ok=True)
         self._temporary = os.path.join(directory, _temp_name(name))
-        self._handle: BinaryIO = open(self._temporary, "xb")  # closed by commit() or discard()
+        os.makedirs(directory, exist_ok=True)
+        try:
+            self._handle: BinaryIO = open(self._temporary, "xb")  # closed by commit() or discard()
+        except FileNotFoundError:  # a delete just removed the (then empty) directory: make it again
+            os.makedirs(directory, exist_ok=True)
+            self._handle = open(self._temporary, "xb")
 
     def write(self, data: bytes) -> None:
         self._handle.write(data)
@@ -400,6 +404,21 @@ class FsspecStorage:
             self._fs.rm_file(full)
         except FileNotFoundError:
             pass
+        if self._kind == "local":
+            self._prune_empty_dirs(posixpath.dirname(full))
+
+    def _prune_empty_dirs(self, directory: str) -> None:
+        """Remove ``directory`` and its parents while they are empty, but never a top-level
+        directory of the location (``backups``, ``locks``, ...): object stores have no
+        directories, and a local repository would otherwise keep every deleted backup's empty
+        folders. A writer that loses its just-made directory this way makes it again."""
+        top = self._root.count("/") + 1
+        while directory.startswith(self._root + "/") and directory.count("/") > top:
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty (or already gone): stop here
+                return
+            directory = posixpath.dirname(directory)
 
     # --- helpers -----------------------------------------------------------------------------
 
