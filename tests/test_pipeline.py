@@ -335,7 +335,7 @@ class BlockingPieces:
         self._tick = False
         self.threads: set[int] = set()
 
-    def read(self, timeout: float) -> bytes | None:
+    def read_blocking(self, timeout: float) -> bytes | None:
         self.threads.add(threading.get_ident())
         self._tick = not self._tick
         if self._tick:

@@ -29,6 +29,9 @@ CREATE TABLE "Größe ""Q"" x"."Mixed.Case" ("Wert" text, b bytea);
 INSERT INTO "Größe ""Q"" x"."Mixed.Case" VALUES (E'tab\\tnew\\nline \\\\. back\\\\slash', '\\x00ff'),
   (NULL, NULL), (E'\\\\.', ''), ('ümlaut', NULL);
 CREATE TABLE empty_one (x int);
+COMMENT ON INDEX customer_name IS E'reload with:\\nCOPY public.customer (id) FROM stdin;\\n\\\\.\\n';
+CREATE TABLE "nl\nname" ("col\numn" int);
+INSERT INTO "nl\nname" VALUES (1), (2);
 CREATE TABLE measure (day date, v int) PARTITION BY RANGE (day);
 CREATE TABLE measure_2026 PARTITION OF measure FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 INSERT INTO measure SELECT '2026-01-01'::date + i % 300, i FROM generate_series(1, 500) i;
@@ -75,6 +78,7 @@ def test_verify_latest_with_a_scratch_url_passes_and_is_recorded(
     assert statuses["checksum public.customer"] == "pass"
     assert statuses['checksum Größe "Q" x.Mixed.Case'] == "pass"
     assert statuses["checksum public.empty_one"] == "pass"
+    assert statuses["checksum public.nl\nname"] == "pass"
     assert statuses["checksum public.measure"] == "pass"  # a partitioned parent: no COPY of its own
     assert statuses["constraints public.orders"] == "pass"
     listed = cli_json("list", "--repo", repo, env=env)[0]
@@ -158,4 +162,5 @@ def test_the_catalog_holds_the_true_row_counts_and_a_dump_checksum_for_every_tab
     assert tables["public.customer"]["checksum"].startswith("copy-sha256:")
     assert tables['Größe "Q" x.Mixed.Case']["checksum"].startswith("copy-sha256:")
     assert tables["public.measure_2026"]["checksum"].startswith("copy-sha256:")
+    assert tables["public.nl\nname"]["rows"] == 2 and tables["public.nl\nname"]["checksum"].startswith("copy-sha256:")
     assert len(tables["public.measure"]["checksum"]) == 32  # the parent: md5 over its rows, computed by the server

@@ -310,7 +310,7 @@ class _BlockingReader:
         mark = time.perf_counter()
         try:
             while True:
-                chunk = self._chunks.read(self.POLL_SECONDS)
+                chunk = self._chunks.read_blocking(self.POLL_SECONDS)
                 now = time.perf_counter()
                 metrics.busy_seconds += now - mark
                 if chunk is None:

@@ -21,11 +21,11 @@ class BlockingChunks(Protocol):
     the pipeline then reads it with blocking calls in a worker thread of its own, so the data
     never passes through the event loop (a dump tool's stdout pipe, read directly).
 
-    ``read(timeout)`` returns the next non-empty chunk of at most CHUNK_SIZE bytes, ``b""`` at
+    ``read_blocking(timeout)`` returns the next non-empty chunk of at most CHUNK_SIZE bytes, ``b""`` at
     the end, or None when nothing came within ``timeout`` seconds (so a cancelled run is noticed).
     """
 
-    def read(self, timeout: float) -> bytes | None: ...
+    def read_blocking(self, timeout: float) -> bytes | None: ...
 
     def __aiter__(self) -> BlockingChunks: ...
 

@@ -110,8 +110,8 @@ class _CountedBlocking:
         self._chunks = chunks
         self._progress = progress
 
-    def read(self, timeout: float) -> bytes | None:
-        chunk = self._chunks.read(timeout)
+    def read_blocking(self, timeout: float) -> bytes | None:
+        chunk = self._chunks.read_blocking(timeout)
         if chunk:
             self._progress(len(chunk))
         return chunk

@@ -14,13 +14,24 @@ CHECKSUM_METHOD = "copy-sha256"
 """Prefix of checksums made here: sha256 of a table's COPY text as pg_dump writes it."""
 
 _IDENT = rb'(?:"(?:[^"]|"")*"|[^\s".(]+)'
-_HEADER = re.compile(rb"COPY (" + _IDENT + rb")\.(" + _IDENT + rb") (?:\(.*\))? FROM stdin;\Z")
+_HEADER = re.compile(rb"COPY (" + _IDENT + rb")\.(" + _IDENT + rb") (?:\(.*\))? FROM stdin;\Z", re.DOTALL)
+_DATA_COMMENT = b"-- Data for Name: "
+_DATA_TYPE = b"; Type: TABLE DATA;"
+"""pg_dump puts ``-- Data for Name: t; Type: TABLE DATA; Schema: s; Owner: o`` (newlines in names
+cleaned out) before each table's COPY line: only a COPY line after it counts as a header, so a
+``COPY ... FROM stdin;`` line inside a string literal (a comment on an object, a function body)
+is not taken for one."""
 _END = b"\n\\.\n"
 """A COPY block ends with a line holding only ``\\.`` (a row cannot: backslashes are doubled)."""
 
 
 MAX_HEADER = 1024 * 1024
-"""Longer lines outside COPY data are skipped without being kept (a header is far shorter)."""
+"""A COPY header (with its column list) longer than this is not believed."""
+
+
+def _may_start(line: bytes, prefix: bytes) -> bool:
+    """True when ``line`` starts with ``prefix``, or is a beginning of it."""
+    return line[: len(prefix)] == prefix[: len(line)]
 
 
 def _unquote(ident: bytes) -> str:
@@ -43,8 +54,10 @@ class CopyContent:
         self._checksums = checksums
         self._into = into
         self.tables: dict[str, dict[str, Any]] = {}
-        self._pending = b""  # outside COPY data: the current line so far
-        self._skipping = False  # outside COPY data: inside a line too long to be a COPY header
+        self._pending = b""  # outside COPY data: the current line so far, if it may matter
+        self._skipping = False  # outside COPY data: inside a line that cannot matter
+        self._armed = False  # outside COPY data: a "Data for Name" comment came, its COPY line may follow
+        self._header: bytes | None = None  # outside COPY data: a COPY line whose quoted name holds a newline
         self._table: str | None = None  # inside COPY data: whose
         self._held = b""  # inside COPY data: the last bytes seen, not yet counted (a terminator may start there)
         self._hash: Any = None
@@ -68,39 +81,59 @@ class CopyContent:
 
     def _outside(self, chunk: bytes) -> bytes:
         """Look for the next COPY header; return the data after it (empty when there is none)."""
-        if self._skipping:  # the rest of an over-long line, which cannot be a COPY header
-            end = chunk.find(b"\n")
-            if end < 0:
+        pos = 0
+        if self._skipping:
+            pos = chunk.find(b"\n") + 1
+            if pos == 0:
                 return b""
             self._skipping = False
-            chunk = chunk[end + 1 :]
-        text = self._pending + chunk if self._pending else chunk  # starts at a line start
-        start = 0
         while True:
-            if text.startswith(b"COPY ", start):
-                at = start
-            else:
-                found = text.find(b"\nCOPY ", start)
-                if found < 0:
-                    self._keep_partial_line(text[text.rfind(b"\n") + 1 :])
-                    return b""
-                at = found + 1
-            end = text.find(b"\n", at)
+            end = chunk.find(b"\n", pos)
             if end < 0:
-                self._keep_partial_line(text[at:])
+                self._keep_partial(chunk[pos:])
                 return b""
-            match = _HEADER.match(text, at, end)
-            if match is not None:
-                self._pending = b""
-                self._begin(_unquote(match.group(1)) + "." + _unquote(match.group(2)))
-                return text[end + 1 :]
-            start = end + 1
+            line = self._pending + chunk[pos:end] if self._pending else chunk[pos:end]
+            self._pending = b""
+            pos = end + 1
+            if self._line(line):
+                return chunk[pos:]
 
-    def _keep_partial_line(self, line: bytes) -> None:
-        if len(line) > MAX_HEADER:
+    def _keep_partial(self, rest: bytes) -> None:
+        """Keep the start of the current line only while it may still be a comment or header
+        that matters (so a long line of DDL, in small chunks, is never copied again and again)."""
+        line = self._pending + rest
+        if self._header is None and not any(_may_start(line, prefix) for prefix in (b"COPY ", _DATA_COMMENT)):
             self._pending, self._skipping = b"", True
+            self._armed = self._armed and line.startswith(b"--")
+        elif len(line) + len(self._header or b"") > MAX_HEADER:
+            self._pending, self._skipping, self._header, self._armed = b"", True, None, False
         else:
             self._pending = line
+
+    def _line(self, line: bytes) -> bool:
+        """Take one whole line outside COPY data; True when it started a table's COPY block."""
+        if self._header is not None:  # inside a quoted name that holds a newline
+            line = self._header + b"\n" + line
+            self._header = None
+        elif line.startswith(_DATA_COMMENT) and _DATA_TYPE in line:
+            self._armed = True
+            return False
+        elif not (self._armed and line.startswith(b"COPY ")):
+            if line and not line.startswith(b"--"):
+                self._armed = False  # the data comment is followed by "--", a blank line, then COPY
+            return False
+        if line.count(b'"') % 2:  # a quote is still open: the header goes on in the next line
+            if len(line) <= MAX_HEADER:
+                self._header = line
+            else:
+                self._armed = False
+            return False
+        self._armed = False
+        match = _HEADER.match(line)
+        if match is None:
+            return False
+        self._begin(_unquote(match.group(1)) + "." + _unquote(match.group(2)))
+        return True
 
     def _begin(self, table: str) -> None:
         self._table = table

@@ -325,29 +325,39 @@ def _grow_pipe(fd: int) -> None:
 
 class _PipeChunks:
     """A tool's stdout pipe as a chunk stream: read directly by a pipeline's worker thread
-    (``read``, see ``backstream.BlockingChunks``) or iterated on the event loop."""
+    (``read_blocking``, see ``backstream.BlockingChunks``) or iterated on the event loop."""
+
+    GATHER_SECONDS = 0.002
+    """After a short read, how long ``read_blocking`` waits for more before it hands on less than
+    a full chunk: pg_dump writes 4-8 KiB at a time, and downstream stages (codec calls, the
+    catalog tap) pay per chunk, so full 64 KiB chunks are worth a short wait."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self.at_end = False
         os.set_blocking(fd, False)
+        self._poll = select.poll()  # not select(): it fails for descriptors above 1023
+        self._poll.register(fd, select.POLLIN)
 
-    def read(self, timeout: float) -> bytes | None:
-        if self.at_end:
-            return b""
-        try:
-            data = os.read(self._fd, CHUNK_SIZE)
-        except BlockingIOError:
-            ready, _, _ = select.select([self._fd], [], [], timeout)
-            if not ready:
-                return None
+    def read_blocking(self, timeout: float) -> bytes | None:
+        pieces: list[bytes] = []
+        size = 0
+        while size < CHUNK_SIZE and not self.at_end:
             try:
-                data = os.read(self._fd, CHUNK_SIZE)
+                data = os.read(self._fd, CHUNK_SIZE - size)
             except BlockingIOError:
-                return None
-        if not data:
-            self.at_end = True
-        return data
+                wait = self.GATHER_SECONDS if pieces else timeout
+                if not self._poll.poll(wait * 1000):
+                    break
+                continue
+            if not data:
+                self.at_end = True
+                break
+            pieces.append(data)
+            size += len(data)
+        if not pieces:
+            return b"" if self.at_end else None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def __aiter__(self) -> _PipeChunks:
         return self
@@ -373,9 +383,11 @@ async def _run_tool(
     read_fd, write_fd = os.pipe()
     try:
         process = await anyio.open_process(argv, stdin=stdin, stdout=stdout, stderr=write_fd, env=dict(env))
-    except OSError as exc:
+    except BaseException as exc:  # also a cancellation: the read end would leak
         os.close(read_fd)
-        raise SourceError(f"cannot run {name}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise SourceError(f"cannot run {name}: {exc.strerror or exc}") from exc
+        raise
     finally:
         os.close(write_fd)
     tool = _Tool(name, process, _StderrTail(read_fd))
