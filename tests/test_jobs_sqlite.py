@@ -461,10 +461,9 @@ def test_backup_reports_progress_in_source_bytes(plugins: Plugins, awkward_db: P
     assert sum(seen) == manifest.plaintext_size
 
 
-def test_a_key_that_cannot_be_wrapped_while_the_dump_streams_fails_the_backup_cleanly(
+def test_a_key_that_cannot_be_wrapped_fails_the_backup_cleanly(
     plugins: Plugins, awkward_db: Path, repo: str, tmp_path: Path
 ) -> None:
-    # The data key is wrapped while the dump already streams (stdin is not a terminal here).
     missing = tmp_path / "no-such-keystore.json"
     with pytest.raises(ConfigError) as caught:
         do_backup(plugins, awkward_db, repo, encrypt=[f"local:{missing}"])
@@ -472,14 +471,3 @@ def test_a_key_that_cannot_be_wrapped_while_the_dump_streams_fails_the_backup_cl
     assert listed(plugins, repo) == []
     assert [p for p in (Path(repo) / "backups").rglob("*") if p.is_file()] == []
     assert list((Path(repo) / "locks").iterdir()) == []
-
-
-def test_a_source_failing_while_the_key_is_being_wrapped_fails_with_the_source_error(
-    plugins: Plugins, tmp_path: Path, repo: str
-) -> None:
-    bogus = tmp_path / "bogus.db"
-    bogus.write_bytes(b"not a database" * 1000)
-    keys = KeyOptions(provider_options={"kdf.t": "3", "kdf.m": "65536", "kdf.p": "4"})  # a slow wrap
-    with pytest.raises(SourceError):
-        do_backup(plugins, bogus, repo, encrypt=["passphrase"], keys=keys)
-    assert listed(plugins, repo) == []

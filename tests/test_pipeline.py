@@ -381,26 +381,3 @@ def test_a_failing_sink_stops_a_blocking_reader_that_is_waiting_for_data() -> No
 
     with pytest.raises(StorageError, match="went away"):
         run(Pipeline(blocking_source(stream), [Transform("upper", Upper())], sink()))
-
-
-@pytest.mark.timeout(30)  # without the interrupt, the run would wait for the codec's thread forever
-def test_a_codec_waiting_on_something_outside_is_interrupted_when_the_run_fails() -> None:
-    from backstream.jobs.encryption import PendingCodec
-
-    never_ready = PendingCodec()  # e.g. a data key whose wrapping hangs
-
-    @asynccontextmanager
-    async def source_failing_later() -> AsyncIterator[AsyncIterator[bytes]]:
-        async def chunks() -> AsyncIterator[bytes]:
-            for _ in range(40):  # more than a batch: the codec's thread is waiting by now
-                yield b"d" * CHUNK_SIZE
-            await anyio.sleep(0.3)
-            raise SourceError("dump tool died halfway")
-
-        yield chunks()
-
-    async def main() -> None:
-        await Pipeline(source_failing_later(), [Transform("wait", never_ready)], memory_sink(MemoryWriter())).run()
-
-    with pytest.raises(SourceError, match="died halfway"):
-        anyio.run(main)

@@ -215,10 +215,7 @@ class Pipeline:
         sink_metrics = StageMetrics("sink")
         digest = hashlib.sha256()
         call_soon = _loop_call_soon()
-        channels = _Channels(
-            [_Channel(LINK_BATCHES, call_soon) for _ in range(len(self._transforms) + 1)],
-            [t.codec for t in self._transforms],
-        )
+        channels = [_Channel(LINK_BATCHES, call_soon) for _ in range(len(self._transforms) + 1)]
         threads = anyio.CapacityLimiter(max(1, sum(t.threaded for t in self._transforms)))
         started = time.perf_counter()
         try:
@@ -246,28 +243,12 @@ class Pipeline:
         )
 
 
-class _Channels(list[_Channel]):
-    """The run's channels, and its codecs to interrupt when it is torn down."""
-
-    def __init__(self, channels: list[_Channel], codecs: Sequence[Codec]) -> None:
-        super().__init__(channels)
-        self.interrupters: list[Callable[[], object]] = []
-        for codec in codecs:
-            interrupt = getattr(codec, "interrupt", None)
-            if callable(interrupt):
-                self.interrupters.append(interrupt)
-
-
-def _abort_all(channels: _Channels) -> None:
-    """Stop the run: every channel aborted, and every codec that waits on something outside the
-    pipeline (one with an ``interrupt()`` method) woken."""
+def _abort_all(channels: Sequence[_Channel]) -> None:
     for channel in channels:
         channel.abort()
-    for interrupt in channels.interrupters:
-        interrupt()
 
 
-async def _run_source(source: ByteSource, channels: _Channels, metrics: StageMetrics) -> None:
+async def _run_source(source: ByteSource, channels: Sequence[_Channel], metrics: StageMetrics) -> None:
     out = channels[0]
     try:
         async with source as chunks:
@@ -353,7 +334,7 @@ class _BlockingReader:
 
 
 async def _run_sink(
-    writer: ByteWriter, channels: _Channels, metrics: StageMetrics, observe: Callable[[bytes], object] | None
+    writer: ByteWriter, channels: Sequence[_Channel], metrics: StageMetrics, observe: Callable[[bytes], object] | None
 ) -> None:
     inbox = channels[-1]
     try:
@@ -383,7 +364,7 @@ class _TransformStage:
     def __init__(
         self,
         codec: Codec,
-        channels: _Channels,
+        channels: Sequence[_Channel],
         index: int,
         metrics: StageMetrics,
         observe: Callable[[bytes], object] | None,
@@ -429,8 +410,6 @@ class _TransformStage:
         except _Aborted:
             return
         except BaseException:
-            if self._inbox.aborted or self._outbox.aborted:
-                return  # the run is already being torn down; its first error is what propagates
             _abort_all(self._channels)
             raise
 

@@ -6,7 +6,6 @@ A failure or cancellation at any step leaves no manifest; the job's own objects 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from backstream.jobs.common import (
     open_repository,
     source_factory,
 )
-from backstream.jobs.encryption import KeyOptions, PendingCodec, encrypting_transform
+from backstream.jobs.encryption import KeyOptions, encrypting_transform
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.protocols import ByteSource, JobContext
@@ -114,10 +113,6 @@ async def backup(
     safe_source = redact_url(source)
     details: dict[str, Any] = {"source": safe_source, "repository": repository.url, "backup_id": backup_id}
     key_lock = anyio.Lock()  # one key wrap at a time: passphrase KDFs are heavy (and not thread-safe together)
-    # Wrapping a data key can take a while (Argon2id: ~0.1-0.25 s here; a KMS round trip), so the
-    # dump starts meanwhile -- unless a passphrase prompt may appear on the terminal, which must
-    # come before any output (read_passphrase prompts only when stdin is a terminal).
-    overlap_key_wrap = not _stdin_is_terminal()
 
     async def store(name: str, data: ByteSource) -> ObjectRecord:
         """One pipeline: ``data`` -> compress -> (encrypt) -> ``backups/<id>/data/<name><ext>``."""
@@ -126,37 +121,15 @@ async def backup(
         tap = content_tap(job) if content_tap is not None else None
         if tap is not None:  # reads per-table rows and checksums off the dump as it passes
             transforms.insert(0, Transform("catalog", tap))
-        ciphers: list[str] = []
-        pending = PendingCodec()
-
-        async def wrap_key() -> None:
-            context = object_context(backup_id, safe_source, started, spec.name, name)
-            try:
-                async with key_lock:
-                    stage, cipher_name = await encrypting_transform(
-                        plugins, key_refs, context, keys=keys, object_name=f"{repository.url}/{path}"
-                    )
-            except BaseException as exc:
-                pending.fail(exc)
-                raise
-            ciphers.append(cipher_name)
-            pending.resolve(stage.codec)
-
+        cipher: str | None = None
         if key_refs:
-            transforms.append(Transform("encrypt", pending))
-            if not overlap_key_wrap:
-                await wrap_key()
-        pipeline = Pipeline(counted(data, progress), transforms, repository.storage.open_write(path))
-        if key_refs and overlap_key_wrap:
-            try:
-                async with anyio.create_task_group() as tg:  # the dump starts while the key is wrapped
-                    tg.start_soon(wrap_key)
-                    result = await pipeline.run()
-            except BaseExceptionGroup as group:
-                raise primary_error(group) from None
-        else:
-            result = await pipeline.run()
-        cipher = ciphers[0] if ciphers else None
+            context = object_context(backup_id, safe_source, started, spec.name, name)
+            async with key_lock:
+                stage, cipher = await encrypting_transform(
+                    plugins, key_refs, context, keys=keys, object_name=f"{repository.url}/{path}"
+                )
+            transforms.append(stage)
+        result = await Pipeline(counted(data, progress), transforms, repository.storage.open_write(path)).run()
         return ObjectRecord(
             name=name,
             path=path,
@@ -211,13 +184,6 @@ async def backup(
         )
     )
     return manifest
-
-
-def _stdin_is_terminal() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (ValueError, OSError):
-        return False
 
 
 def object_context(backup_id: str, database: str, started: datetime, codec: str, name: str) -> dict[str, str]:

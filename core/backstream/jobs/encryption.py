@@ -5,15 +5,13 @@ Key references (``passphrase``, ``local:PATH``, ``aws-kms:KEY``, ...) are resolv
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encrypted
-from backstream.errors import ConfigError, KeyProviderError
+from backstream.errors import ConfigError
 from backstream.pipeline import Transform
 from backstream.plugins import Plugins
-from backstream.protocols import Codec
 
 DEFAULT_CIPHER = "chacha20-poly1305"
 
@@ -63,43 +61,6 @@ async def encrypting_transform(
         audit=keys.audit,
     )
     return Transform("encrypt", encryptor), cipher.name
-
-
-class PendingCodec:
-    """A codec whose real codec is still being made (a data key being wrapped: a passphrase KDF
-    or a KMS call), so the pipeline can start meanwhile: its worker thread waits at the first
-    call. ``resolve``/``fail`` come from the task making it; the pipeline calls ``interrupt``
-    when the run is torn down, which wakes a waiting thread."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._codec: Codec | None = None
-        self._error: BaseException | None = None
-
-    def resolve(self, codec: Codec) -> None:
-        self._codec = codec
-        self._ready.set()
-
-    def fail(self, error: BaseException) -> None:
-        self._error = error
-        self._ready.set()
-
-    def interrupt(self) -> None:
-        if not self._ready.is_set():
-            self.fail(KeyProviderError("the data key was not ready when the run stopped"))
-
-    def _get(self) -> Codec:
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._codec is not None
-        return self._codec
-
-    def update(self, chunk: bytes) -> bytes:
-        return self._get().update(chunk)
-
-    def finish(self) -> bytes:
-        return self._get().finish()
 
 
 async def open_decrypting(
