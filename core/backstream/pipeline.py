@@ -101,19 +101,15 @@ class _Channel:
         """Stop both ends for good (another stage failed or the run was cancelled)."""
         with self._changed:
             self._aborted = True
-            self._changed.notify_all()
-            waiter, self._loop_waiter = self._loop_waiter, None
-        if waiter is not None:
-            self._wake(waiter)
+            waiter = self._notify_locked()
+        self._wake(waiter)
 
     def close(self) -> None:
         """End of stream: the consumer gets what is queued, then ``None``."""
         with self._changed:
             self._closed = True
-            self._changed.notify_all()
-            waiter, self._loop_waiter = self._loop_waiter, None
-        if waiter is not None:
-            self._wake(waiter)
+            waiter = self._notify_locked()
+        self._wake(waiter)
 
     # --- worker-thread side ------------------------------------------------------------------
 
@@ -124,10 +120,8 @@ class _Channel:
             if self._aborted:
                 raise _Aborted
             self._items.append(batch)
-            self._changed.notify_all()
-            waiter, self._loop_waiter = self._loop_waiter, None
-        if waiter is not None:
-            self._wake(waiter)
+            waiter = self._notify_locked()
+        self._wake(waiter)
 
     def get(self) -> Batch | None:
         with self._changed:
@@ -138,10 +132,8 @@ class _Channel:
             if not self._items:
                 return None
             batch = self._items.popleft()
-            self._changed.notify_all()
-            waiter, self._loop_waiter = self._loop_waiter, None
-        if waiter is not None:
-            self._wake(waiter)
+            waiter = self._notify_locked()
+        self._wake(waiter)
         return batch
 
     # --- event-loop side ---------------------------------------------------------------------
@@ -152,13 +144,11 @@ class _Channel:
             with self._changed:
                 if not self._aborted and len(self._items) < self._capacity:
                     self._items.append(batch)
-                    self._changed.notify_all()
-                    waiter, self._loop_waiter = self._loop_waiter, None
+                    waiter = self._notify_locked()
                     break
                 event = self._loop_waiter = anyio.Event() if not self._aborted else None
             await self._wait(event)
-        if waiter is not None:
-            self._wake(waiter)
+        self._wake(waiter)
 
     async def receive(self) -> Batch | None:
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -166,13 +156,11 @@ class _Channel:
             with self._changed:
                 if not self._aborted and (self._items or self._closed):
                     batch = self._items.popleft() if self._items else None
-                    self._changed.notify_all()
-                    waiter, self._loop_waiter = self._loop_waiter, None
+                    waiter = self._notify_locked()
                     break
                 event = self._loop_waiter = anyio.Event() if not self._aborted else None
             await self._wait(event)
-        if waiter is not None:
-            self._wake(waiter)
+        self._wake(waiter)
         return batch
 
     @staticmethod
@@ -185,7 +173,16 @@ class _Channel:
         else:
             await event.wait()
 
-    def _wake(self, event: anyio.Event) -> None:
+    def _notify_locked(self) -> anyio.Event | None:
+        """After a change, under the lock: wake waiting threads, and take the loop's waiter (to
+        be woken with ``_wake`` once the lock is released)."""
+        self._changed.notify_all()
+        waiter, self._loop_waiter = self._loop_waiter, None
+        return waiter
+
+    def _wake(self, event: anyio.Event | None) -> None:
+        if event is None:
+            return
         if threading.get_ident() == self._loop_thread:
             event.set()
         else:
