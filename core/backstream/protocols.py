@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 ByteSource = AbstractAsyncContextManager[AsyncIterator[bytes]]
@@ -86,6 +87,17 @@ class Storage(Protocol):
     async def list(self, prefix: str) -> list[str]: ...
 
     async def delete(self, path: str) -> None: ...
+
+
+@runtime_checkable
+class MultipartUploads(Protocol):
+    """Optional on a ``Storage`` that can leave incomplete multipart uploads (S3): ``check`` lists
+    them and ``cleanup`` aborts them. ``list_multipart_uploads`` returns (relative path, upload
+    id, time initiated) for those below the location, or None where there are none to list."""
+
+    async def list_multipart_uploads(self) -> list[tuple[str, str, datetime]] | None: ...
+
+    async def abort_multipart_upload(self, path: str, upload_id: str) -> None: ...
 
 
 class StorageFactory(Protocol):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backstream.errors import BackstreamError
+from backstream.protocols import MultipartUploads
 from backstream.repository.blobs import list_under, read_small
 from backstream.repository.ids import backup_id_time, format_time, is_backup_id, utc_now
 from backstream.repository.lock import LOCKS_PREFIX, read_locks, stale_reason
@@ -114,8 +115,7 @@ async def check_repository(
         groups.setdefault(path[len(BACKUPS_PREFIX) :].split("/", 1)[0], []).append(path)
     for backup_id, paths in sorted(groups.items()):
         await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects)
-    lister = getattr(storage, "list_multipart_uploads", None)
-    uploads = await lister() if lister is not None else None
+    uploads = await storage.list_multipart_uploads() if isinstance(storage, MultipartUploads) else None
     if uploads is None:
         report.notes.append("this storage cannot list abandoned multipart uploads; not checked")
     else:
@@ -246,8 +246,9 @@ async def _cleanup(
             actions.append(CleanupAction(orphan.path, orphan.reason, "would remove"))
             continue
         try:
-            if orphan.upload_id is not None:
-                await repository.storage.abort_multipart_upload(orphan.path, orphan.upload_id)  # type: ignore[attr-defined]
+            if orphan.upload_id is not None:  # reported only by MultipartUploads storages
+                assert isinstance(repository.storage, MultipartUploads)
+                await repository.storage.abort_multipart_upload(orphan.path, orphan.upload_id)
             else:
                 await repository.storage.delete(orphan.path)
             actions.append(CleanupAction(orphan.path, orphan.reason, "removed"))
