@@ -688,3 +688,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_a_bindir_whose_pg_dump_cannot_run_fails_with_one_line(
+    postgres_server: PostgresServer, pg_awkward_db: str, tmp_path: Path
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_dump").write_text("#!/bin/sh\nexit 0\n")  # present, but not executable
+    source = open_source(postgres_server.url(pg_awkward_db), bindir=str(bindir))
+    with pytest.raises(SourceError, match=r"cannot run .*pg_dump: Permission denied"):
+        anyio.run(read_dump, source, JobContext("b"))

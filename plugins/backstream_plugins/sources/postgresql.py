@@ -405,7 +405,10 @@ async def _run_tool(
 
 
 async def _tool_version(path: str) -> str:
-    result = await anyio.run_process([path, "--version"], check=False)
+    try:
+        result = await anyio.run_process([path, "--version"], check=False)
+    except OSError as exc:  # e.g. a bindir whose pg_dump is not executable
+        raise SourceError(f"cannot run {path}: {exc.strerror or exc}") from exc
     return result.stdout.decode("utf-8", "replace").strip()
 
 
