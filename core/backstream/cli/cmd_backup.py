@@ -75,7 +75,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_MAX_ROWS,
         metavar="N",
-        help=f"no content checksum for tables of more than N rows; 0 = no limit (default: {DEFAULT_MAX_ROWS})",
+        help=(
+            f"no content checksum for tables of more than N rows where it needs a separate read of the table"
+            f" (plain PostgreSQL dumps are checksummed as they stream, always); 0 = no limit"
+            f" (default: {DEFAULT_MAX_ROWS})"
+        ),
     )
     add_json_argument(parser)
     add_key_options(parser, kdf=True)
