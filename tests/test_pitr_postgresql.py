@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,9 +19,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import psycopg
 import pytest
-from fixtures.postgres import PostgresServer, _free_port, start_postgres
+from backstream import JobContext, Plugins, SourceError
+from fixtures.postgres import PostgresServer, _free_port, child_processes, start_postgres
 
 BACKSTREAM = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "backstream")
 SEGMENT_A = "000000010000000000000001"
@@ -405,3 +408,30 @@ def test_prune_deletes_wal_older_than_the_oldest_kept_base_backup_and_keeps_the_
     assert not Path(repo, "wal", "00000001", "000000010000000000000000.json").exists()
     for segment in [start_wal, *scenario.segments_after_backup]:
         assert Path(repo, "wal", "00000001", segment + ".json").exists(), f"{segment} was pruned"
+
+
+def test_pg_basebackup_killed_midway_fails_the_physical_backup(scenario: Scenario) -> None:
+    source = Plugins.load().sources().get("postgresql-physical").open(scenario.server.url(), {})
+
+    async def main() -> None:
+        async with source.dump(JobContext("killed")) as chunks:
+            await anext(chunks)
+            for pid in child_processes("pg_basebackup"):
+                os.kill(pid, signal.SIGKILL)
+            async for _ in chunks:
+                pass
+
+    with pytest.raises(SourceError, match=r"pg_basebackup failed \(killed by signal 9\)"):
+        anyio.run(main)
+
+
+def test_a_physical_backup_abandoned_by_its_reader_fails_and_stops_pg_basebackup(scenario: Scenario) -> None:
+    source = Plugins.load().sources().get("postgresql-physical").open(scenario.server.url(), {})
+
+    async def main() -> None:
+        async with source.dump(JobContext("abandoned")) as chunks:
+            await anext(chunks)
+
+    with pytest.raises(SourceError, match="abandoned before pg_basebackup finished"):
+        anyio.run(main)
+    assert child_processes("pg_basebackup") == []

@@ -28,7 +28,7 @@ from backstream import (
     file_source,
     make_plugin_manager,
 )
-from fixtures.postgres import PostgresServer
+from fixtures.postgres import PostgresServer, child_processes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -123,23 +123,6 @@ async def replay(chunks: list[bytes], *, fail_after: int | None = None) -> Async
         if fail_after is not None and index == fail_after:
             raise IntegrityError("tampered chunk")
         yield chunk
-
-
-def child_processes(name: str) -> list[int]:
-    """PIDs of our own child processes whose command name is ``name`` (a /proc scan)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == os.getpid() and comm == name:
-            found.append(int(entry))
-    return found
 
 
 def process_gone(pid: int) -> bool:

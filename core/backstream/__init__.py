@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.optionfile import mysql_password_args
     from backstream.options import check_options, int_option
     from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
+    from backstream.pipes import PipeChunks, make_pipe
     from backstream.plugins import Plugins, make_plugin_manager
     from backstream.protocols import (
         Aead,
@@ -114,11 +115,13 @@ _LAZY: dict[str, str] = {
     "hookimpl": "backstream.hookspecs",
     "check_options": "backstream.options",
     "int_option": "backstream.options",
+    "PipeChunks": "backstream.pipes",
     "Pipeline": "backstream.pipeline",
     "PipelineResult": "backstream.pipeline",
     "StageMetrics": "backstream.pipeline",
     "Transform": "backstream.pipeline",
     "Plugins": "backstream.plugins",
+    "make_pipe": "backstream.pipes",
     "make_plugin_manager": "backstream.plugins",
     "Aead": "backstream.protocols",
     "BlockingChunks": "backstream.protocols",
@@ -208,6 +211,7 @@ __all__ = [
     "MemoryWriter",
     "MissingDependencyError",
     "Notifier",
+    "PipeChunks",
     "Pipeline",
     "PipelineResult",
     "PluginError",
@@ -233,6 +237,7 @@ __all__ = [
     "hookimpl",
     "int_option",
     "iterable_source",
+    "make_pipe",
     "make_plugin_manager",
     "memory_sink",
     "missing_dependency",

@@ -23,9 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from backstream import ByteSource, ConfigError, JobContext, Register, SourceError, hookimpl, missing_dependency, split
+from backstream import (
+    ByteSource,
+    ConfigError,
+    JobContext,
+    PipeChunks,
+    Register,
+    SourceError,
+    hookimpl,
+    make_pipe,
+    missing_dependency,
+)
 
-READ_SIZE = 256 * 1024
 _START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.MULTILINE)
 _TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.MULTILINE)
 WATCHED = ("backup_label", "backup_manifest")
@@ -197,42 +206,41 @@ class PhysicalSource:
             env["PGPASSWORD"] = self._password
         env.setdefault("PGCONNECT_TIMEOUT", self._timeout)
         with tempfile.TemporaryFile() as errors:
+            read_fd, write_fd = make_pipe()
             try:
-                process = await anyio.open_process(argv, stdin=None, stderr=errors, env=env)
-            except OSError as exc:
-                raise SourceError(f"cannot run pg_basebackup: {exc.strerror or exc}") from exc
+                try:
+                    process = await anyio.open_process(argv, stdin=None, stdout=write_fd, stderr=errors, env=env)
+                except OSError as exc:
+                    raise SourceError(f"cannot run pg_basebackup: {exc.strerror or exc}") from exc
+                finally:
+                    os.close(write_fd)  # pg_basebackup holds the write end: EOF comes when it exits
 
-            def failure(code: int | None) -> SourceError:
-                errors.seek(0)
-                lines = [ln.strip() for ln in errors.read()[-16384:].decode("utf-8", "replace").splitlines()]
-                detail = " | ".join(ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower())[:800]
-                if "single tablespace" in detail or ("tablespace" in detail and "stdout" in detail):
-                    detail += " (a streamed physical backup supports a single tablespace only)"
-                return SourceError(f"pg_basebackup failed (exit status {code})" + (f": {detail}" if detail else ""))
+                def failure(code: int | None) -> SourceError:
+                    errors.seek(0)
+                    lines = [ln.strip() for ln in errors.read()[-16384:].decode("utf-8", "replace").splitlines()]
+                    detail = " | ".join(ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower())[:800]
+                    if "single tablespace" in detail or ("tablespace" in detail and "stdout" in detail):
+                        detail += " (a streamed physical backup supports a single tablespace only)"
+                    status = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+                    return SourceError(f"pg_basebackup failed ({status})" + (f": {detail}" if detail else ""))
 
-            async def chunks() -> AsyncIterator[bytes]:
-                assert process.stdout is not None
                 watcher = _TarWatcher()
-                while True:
-                    try:
-                        data = await process.stdout.receive(READ_SIZE)
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
-                    watcher.feed(data)
-                    for piece in split(data):
-                        yield piece
-                code = await process.wait()
-                if code != 0:
-                    raise failure(code)
-                self._record(job, facts, watcher.members)
-
-            try:
-                yield chunks()
+                chunks = PipeChunks(read_fd, observe=watcher.feed)  # read off the event loop by the pipeline
+                try:
+                    yield chunks
+                    if not chunks.at_end:
+                        raise SourceError("the base backup was abandoned before pg_basebackup finished")
+                    code = await process.wait()
+                    if code != 0:
+                        raise failure(code)
+                    self._record(job, facts, watcher.members)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        if process.returncode is None:
+                            process.kill()
+                        await process.aclose()
             finally:
-                with anyio.CancelScope(shield=True):
-                    if process.returncode is None:
-                        process.kill()
-                    await process.aclose()
+                os.close(read_fd)
 
     def _record(self, job: JobContext, facts: dict[str, Any], members: dict[str, bytes]) -> None:
         label = members.get("backup_label", b"").decode("utf-8", "replace")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import select
 import shutil
 import subprocess
 import tempfile
@@ -33,16 +32,17 @@ import anyio
 import anyio.to_thread
 from anyio.abc import Process
 from backstream import (
-    CHUNK_SIZE,
     ByteSource,
     Codec,
     ConfigError,
     JobContext,
+    PipeChunks,
     Register,
     SourceError,
     file_sink,
     file_source,
     hookimpl,
+    make_pipe,
     missing_dependency,
     primary_error,
     split,
@@ -309,72 +309,6 @@ class _Tool:
         return SourceError(f"{self.name} failed ({status})" + (f": {detail}" if detail else ""))
 
 
-PIPE_SIZE = 1024 * 1024
-"""Capacity asked for pg_dump's stdout pipe (Linux default: 64 KiB): pg_dump runs ahead instead
-of stalling, and the reader gets full 64 KiB reads."""
-
-
-def _grow_pipe(fd: int) -> None:
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
-    except (ImportError, OSError):
-        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default size works too
-
-
-class _PipeChunks:
-    """A tool's stdout pipe as a chunk stream: read directly by a pipeline's worker thread
-    (``read_blocking``, see ``backstream.BlockingChunks``) or iterated on the event loop."""
-
-    GATHER_SECONDS = 0.002
-    """After a short read, how long ``read_blocking`` waits for more before it hands on less than
-    a full chunk: pg_dump writes 4-8 KiB at a time, and downstream stages (codec calls, the
-    catalog tap) pay per chunk, so full 64 KiB chunks are worth a short wait."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self.at_end = False
-        os.set_blocking(fd, False)
-        self._poll = select.poll()  # not select(): it fails for descriptors above 1023
-        self._poll.register(fd, select.POLLIN)
-
-    def read_blocking(self, timeout: float) -> bytes | None:
-        pieces: list[bytes] = []
-        size = 0
-        while size < CHUNK_SIZE and not self.at_end:
-            try:
-                data = os.read(self._fd, CHUNK_SIZE - size)
-            except BlockingIOError:
-                wait = self.GATHER_SECONDS if pieces else timeout
-                if not self._poll.poll(wait * 1000):
-                    break
-                continue
-            if not data:
-                self.at_end = True
-                break
-            pieces.append(data)
-            size += len(data)
-        if not pieces:
-            return b"" if self.at_end else None
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def __aiter__(self) -> _PipeChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self.at_end:
-            await anyio.wait_readable(self._fd)
-            try:
-                data = os.read(self._fd, CHUNK_SIZE)
-            except BlockingIOError:
-                continue
-            if data:
-                return data
-            self.at_end = True
-        raise StopAsyncIteration
-
-
 @asynccontextmanager
 async def _run_tool(
     name: str, argv: list[str], env: Mapping[str, str], *, stdin: int | None, stdout: int | None
@@ -468,16 +402,15 @@ class PostgresSource:
         pg_dump = _tool_path("pg_dump", settings)
         dbname = await self._record_start(job, settings, fmt, pg_dump)
         argv = [pg_dump, "--format=" + fmt, *self._dump_flags(settings, fmt), "--dbname=" + self._conn.conninfo(dbname)]
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = make_pipe()
         try:
-            _grow_pipe(write_fd)
             tool_context = _run_tool(
                 "pg_dump", argv, self._conn.dump_env(settings), stdin=subprocess.DEVNULL, stdout=write_fd
             )
             async with tool_context as tool:
                 os.close(write_fd)  # pg_dump holds the write end now: EOF comes when it exits
                 write_fd = -1
-                chunks = _PipeChunks(read_fd)
+                chunks = PipeChunks(read_fd)
                 yield chunks
                 if not chunks.at_end:
                     raise SourceError("the dump was abandoned before pg_dump finished; nothing complete was produced")
