@@ -11,7 +11,7 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,18 +21,18 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream, Process
 from backstream import (
-    CHUNK_SIZE,
     BackstreamError,
     ByteSource,
     ConfigError,
     JobContext,
+    PipeChunks,
     Register,
     SourceError,
     hookimpl,
+    make_pipe,
     missing_dependency,
     mysql_password_args,
     primary_error,
-    split,
 )
 
 T = TypeVar("T")
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 SCHEMES = frozenset({"mysql", "mariadb"})
 DEFAULT_PORT = 3306
-READ_SIZE = 4 * CHUNK_SIZE
-"""Bytes asked for per read of the dump tool's stdout (yielded as chunks of at most CHUNK_SIZE)."""
 
 STDERR_LIMIT = 16 * 1024
 """Bytes of a tool's stderr kept (the last ones) for error messages."""
@@ -398,34 +396,26 @@ class MySQLSource:
         name = os.path.basename(tool)
         async with mysql_password_args(endpoint.password) as secret:
             argv = [tool, *secret, *self._tool_args(), *args, "--", endpoint.database]
+            read_fd, write_fd = make_pipe()
             try:
-                process = await anyio.open_process(argv, stdin=subprocess.DEVNULL)
+                process = await anyio.open_process(argv, stdin=subprocess.DEVNULL, stdout=write_fd)
             except OSError as exc:
+                os.close(read_fd)
                 raise SourceError(f"cannot start {name}: {exc.strerror or exc}") from exc
+            except BaseException:
+                os.close(read_fd)
+                raise
+            finally:
+                os.close(write_fd)  # the tool holds the write end: EOF comes when it exits
             tail = _Tail()
             scanner = _DumpScanner()
-            finished = False
-
-            async def chunks() -> AsyncGenerator[bytes, None]:
-                nonlocal finished
-                assert process.stdout is not None
-                while True:
-                    try:
-                        data = await process.stdout.receive(READ_SIZE)
-                    except anyio.EndOfStream:
-                        finished = True
-                        return
-                    scanner.feed(data)
-                    for piece in split(data):
-                        yield piece
-
-            stream = chunks()
+            stream = PipeChunks(read_fd, observe=scanner.feed)  # read off the event loop by the pipeline
             try:
                 try:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(_drain, process.stderr, tail)
                         yield stream
-                        if not finished:
+                        if not stream.at_end:
                             raise SourceError(f"the {name} output was not read to the end")
                         await process.wait()
                 except BaseExceptionGroup as group:
@@ -445,9 +435,8 @@ class MySQLSource:
                     if gtid is not None:
                         job.metadata["gtid_position"] = gtid
             finally:
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
                 await _reap(process)
+                os.close(read_fd)
 
     # --- restore --------------------------------------------------------------------------
 
