@@ -51,9 +51,12 @@ class _TarWatcher:
         self._capture: bytearray | None = None
         self._capture_left = 0
         self._name = ""
+        self._lost = False  # a header could not be read: stop watching (the data still passes unchanged)
         self.members: dict[str, bytes] = {}
 
     def feed(self, data: bytes) -> None:
+        if self._lost:
+            return
         view = memoryview(data)
         while view:
             if self._skip:
@@ -77,10 +80,10 @@ class _TarWatcher:
             if header == b"\0" * 512:
                 continue
             name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-            try:
-                size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
-            except ValueError:
-                return  # not ustar: give up watching (the data still passes unchanged)
+            size = _tar_size(header[124:136])
+            if size is None:
+                self._lost = True
+                return
             self._skip = (size + 511) // 512 * 512
             self._name = name.removeprefix("./")
             if self._name in WATCHED and size <= MAX_WATCHED:
@@ -88,6 +91,17 @@ class _TarWatcher:
                 if size == 0:
                     self.members[self._name] = b""
                     self._capture = None
+
+
+def _tar_size(field: bytes) -> int | None:
+    """A tar header's size field: octal, or base-256 for members of 8 GiB and more (PostgreSQL's
+    tar writer uses it); None when it is neither."""
+    if field[0] & 0x80:
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    try:
+        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return None
 
 
 def _psycopg() -> Any:
