@@ -540,3 +540,20 @@ def test_restore_to_an_unreachable_server_fails_quickly(dumped: Dumped) -> None:
     with pytest.raises(SourceError, match="cannot connect"):
         anyio.run(restore_from, f"mysql://u:pw@127.0.0.1:{closed_port}/db", dumped.path)
     assert time.monotonic() - started < 5
+
+
+def test_a_dump_tool_that_cannot_start_fails_with_one_line(
+    mariadb_server: MariaDBServer, dumped: Dumped, tmp_path: Path
+) -> None:
+    tool = tmp_path / "broken-dump"
+    tool.write_text("#!/nonexistent/interpreter\n")
+    tool.chmod(0o755)
+
+    async def main() -> None:
+        source = MySQLFactory().open(mariadb_server.url(dumped.db), {"dump_tool": str(tool)})
+        async with source.dump(job()) as chunks:
+            async for _ in chunks:
+                pass
+
+    with pytest.raises(SourceError, match=r"cannot start .*broken-dump"):
+        anyio.run(main)

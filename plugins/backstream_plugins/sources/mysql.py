@@ -365,7 +365,10 @@ class MySQLSource:
         endpoint = self.endpoint
         info = await self._call(self._server_info)
         tool = self._tool("dump_tool", DUMP_TOOLS)
-        help_text = (await anyio.run_process([tool, "--help"], check=False)).stdout
+        try:
+            help_text = (await anyio.run_process([tool, "--help"], check=False)).stdout
+        except OSError as exc:  # e.g. not executable, or a script whose interpreter is missing
+            raise SourceError(f"cannot start {tool}: {exc.strerror or exc}") from exc
         tool_version = help_text.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
         args = [
             "--single-transaction",
