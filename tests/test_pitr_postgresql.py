@@ -23,7 +23,6 @@ import anyio
 import psycopg
 import pytest
 from backstream import JobContext, Plugins, SourceError
-from backstream.pitr.walbatch import MARK_DIR
 from fixtures.postgres import PostgresServer, _free_port, child_processes, start_postgres
 
 BACKSTREAM = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "backstream")
@@ -436,31 +435,3 @@ def test_a_physical_backup_abandoned_by_its_reader_fails_and_stops_pg_basebackup
     with pytest.raises(SourceError, match="abandoned before pg_basebackup finished"):
         anyio.run(main)
     assert child_processes("pg_basebackup") == []
-
-
-def test_a_batch_archive_command_archives_every_segment(scenario: Scenario) -> None:
-    """PostgreSQL itself drives wal-push --batch: every switched segment ends up archived, each once."""
-    server, repo = scenario.server, scenario.repo
-    with server.connect() as conn:
-        command = conn.execute("SHOW archive_command").fetchone()[0]  # type: ignore[index]
-        # lz4 takes the general path (a local zstd archive has a fast path that does not batch)
-        batched = "BACKSTREAM_WAL_COMPRESS=lz4 " + command.replace("wal-push ", "wal-push --batch 4 ", 1)
-        assert "--batch 4" in batched
-        conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET archive_command = {}").format(psycopg.sql.Literal(batched)))
-        conn.execute("SELECT pg_reload_conf()")
-        try:
-            switched = []
-            for _ in range(6):
-                conn.execute("INSERT INTO rows SELECT 9, g FROM generate_series(1, 50) g")
-                switched.append(conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])  # type: ignore[index]
-            deadline = time.monotonic() + 60
-            while not all(Path(repo, "wal", "00000001", name + ".json").exists() for name in switched):
-                assert time.monotonic() < deadline, "the switched segments were not archived within 60 s"
-                time.sleep(0.2)
-            failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]  # type: ignore[index]
-        finally:
-            conn.execute(psycopg.sql.SQL("ALTER SYSTEM SET archive_command = {}").format(psycopg.sql.Literal(command)))
-            conn.execute("SELECT pg_reload_conf()")
-    assert failed == 0
-    # the six switches come faster than one push, so some segments were archived ahead (marked)
-    assert Path(server.data_dir, "pg_wal", MARK_DIR).is_dir()

@@ -16,26 +16,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", metavar="URL", help="repository URL (default: $BACKSTREAM_REPO or the config file)")
     parser.add_argument("--config", metavar="FILE", help="a TOML config file (default: $BACKSTREAM_CONFIG)")
     parser.add_argument("--name", metavar="NAME", help="archive under this WAL file name (default: PATH's base name)")
-    parser.add_argument(
-        "--batch",
-        type=int,
-        metavar="N",
-        help="also archive up to N-1 following segments PostgreSQL has marked ready, in the same run"
-        " its later calls for them then return at once (default: $BACKSTREAM_WAL_BATCH or the config file, else 1)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from backstream.errors import ConfigError
     from backstream.pitr.wal import push
-    from backstream.pitr.walconfig import MAX_BATCH, load_wal_config
+    from backstream.pitr.walconfig import load_wal_config
 
-    config = load_wal_config(config_file=args.config, repo=args.repo)
-    if args.batch is not None:
-        if not 1 <= args.batch <= MAX_BATCH:
-            raise ConfigError(f"--batch must be between 1 and {MAX_BATCH}, not {args.batch}")
-        config = dataclasses.replace(config, batch=args.batch)
-    push(config, args.path, name=args.name)
+    push(load_wal_config(config_file=args.config, repo=args.repo), args.path, name=args.name)
     return 0

@@ -14,10 +14,9 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from backstream.errors import ConfigError, IntegrityError, RepositoryError
-from backstream.pitr.walbatch import already_pushed, ready_followers, record_pushed
 from backstream.pitr.walconfig import WalConfig
 from backstream.pitr.walnames import check_wal_name, is_segment, object_path, segment_name, segment_number, sidecar_path
 
@@ -26,15 +25,6 @@ SPOOL_DIR = "backstream-spool"
 """Prefetched segments wait here, next to the restore target (pg_wal/backstream-spool)."""
 MAX_WAL_FILE = 1024 * 1024 * 1024
 """Largest WAL file accepted (wal_segment_size is at most 1 GiB)."""
-
-
-class Pushed(NamedTuple):
-    """One push: whether it stored the file (False: identical content was already archived),
-    and what the file held."""
-
-    stored: bool
-    sha256: str
-    size: int
 
 
 class WalNotFound(RepositoryError):
@@ -171,7 +161,7 @@ def _existing(record_bytes: bytes | None, where: str, name: str, sha: str) -> bo
     )
 
 
-def _push_local(root: str, config: WalConfig, source: str, name: str) -> Pushed:
+def _push_local(root: str, config: WalConfig, source: str, name: str) -> bool:
     _check_repo(root, config.repo)
     data = _read_file(source)
     sha = hashlib.sha256(data).hexdigest()
@@ -182,7 +172,7 @@ def _push_local(root: str, config: WalConfig, source: str, name: str) -> Pushed:
     except FileNotFoundError:
         existing = None
     if _existing(existing, record_file, name, sha):
-        return Pushed(False, sha, len(data))
+        return False
     codec, level = _codec(config.compress)
     if codec == "zstd":
         import zstandard
@@ -206,7 +196,7 @@ def _push_local(root: str, config: WalConfig, source: str, name: str) -> Pushed:
         archived_at=time.time(),
     )
     _atomic_write(record_file, record.to_json())
-    return Pushed(True, sha, len(data))
+    return True
 
 
 def _fetch_local(root: str, config: WalConfig, name: str, target: str) -> bool:
@@ -243,28 +233,14 @@ def _check_plaintext(record: WalRecord, data: bytes) -> None:
 
 
 def push(config: WalConfig, source: str, *, name: str | None = None) -> bool:
-    """Archive the WAL file at ``source``; True if stored, False if the identical file was already there.
-
-    With ``config.batch`` N > 1 (and not on the local fast path, where it would not pay), a
-    segment that an earlier batch archived ahead returns at once, and archiving a segment also
-    archives up to N-1 following segments that PostgreSQL has marked ready, concurrently
-    (``backstream.pitr.walbatch``); their failures are left to PostgreSQL's own later calls.
-    """
+    """Archive the WAL file at ``source``; True if stored, False if the identical file was already there."""
     name = check_wal_name(name or os.path.basename(source))
     root = _fast_ok(config)
-    if root is not None:  # a batch would not pay here: this path has no set-up to share
-        return _push_local(root, config, source, name).stored
-    batch = config.batch > 1 and name == os.path.basename(source)
-    if batch and already_pushed(source, name, config.repo):
-        return False
-    followers = ready_followers(source, name, config.batch - 1) if batch else []
+    if root is not None:
+        return _push_local(root, config, source, name)
     from backstream.cli.options import run_async
 
-    return run_async(lambda: _push_general(config, source, name, followers))
-
-
-def _beside(source: str, name: str) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(source)), name)
+    return run_async(lambda: _push_general(config, source, name))
 
 
 def fetch(config: WalConfig, name: str, target: str) -> None:
@@ -346,49 +322,24 @@ def _fetch_direct(config: WalConfig, name: str, target: str) -> None:
     run_async(lambda: _fetch_general(config, name, target))
 
 
-async def _push_general(config: WalConfig, source: str, name: str, followers: list[str]) -> bool:
-    import anyio
-
-    from backstream.errors import primary_error
-    from backstream.jobs.common import open_repository
-    from backstream.plugins import Plugins
-
-    plugins = Plugins.load()
-    repository = await open_repository(plugins, config.repo, config.storage_options)
-    source_dir = os.path.dirname(os.path.abspath(source))
-
-    async def ahead(other: str) -> None:
-        try:
-            pushed = await _push_one(plugins, repository, config, _beside(source, other), other)
-        except Exception:  # PostgreSQL's own call for it reports the error
-            return
-        record_pushed(source_dir, other, config.repo, pushed.sha256, pushed.size)
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for other in followers:
-                tg.start_soon(ahead, other)
-            result = await _push_one(plugins, repository, config, source, name)
-    except BaseExceptionGroup as group:
-        raise primary_error(group) from None
-    return result.stored
-
-
-async def _push_one(plugins: Any, repository: Any, config: WalConfig, source: str, name: str) -> Pushed:
+async def _push_general(config: WalConfig, source: str, name: str) -> bool:
     import anyio.to_thread
 
-    from backstream.jobs.common import CompressionSpec
+    from backstream.jobs.common import CompressionSpec, open_repository
     from backstream.jobs.encryption import DEFAULT_CIPHER, KeyOptions, encrypting_transform
     from backstream.pipeline import Pipeline, Transform
+    from backstream.plugins import Plugins
     from backstream.streams import iterable_source
 
     data = await anyio.to_thread.run_sync(_read_file, source)
     sha = hashlib.sha256(data).hexdigest()
+    plugins = Plugins.load()
+    repository = await open_repository(plugins, config.repo, config.storage_options)
     storage = repository.storage
     record_path = sidecar_path(name)
     existing = await storage.read_bytes(record_path) if await storage.exists(record_path) else None
     if _existing(existing, f"{repository.url}/{record_path}", name, sha):
-        return Pushed(False, sha, len(data))
+        return False
     spec = CompressionSpec.parse(config.compress)
     factory = plugins.compressors().get(spec.name)
     transforms = [Transform(f"compress:{spec.name}", factory.compressor(spec.options))]
@@ -415,7 +366,7 @@ async def _push_one(plugins: Any, repository: Any, config: WalConfig, source: st
         archived_at=time.time(),
     )
     await storage.write_bytes(record_path, record.to_json())
-    return Pushed(True, sha, len(data))
+    return True
 
 
 async def _fetch_general(config: WalConfig, name: str, target: str) -> None:

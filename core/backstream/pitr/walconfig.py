@@ -19,9 +19,7 @@ CIPHER_ENV = "BACKSTREAM_CIPHER"
 PASSPHRASE_FILE_ENV = "BACKSTREAM_PASSPHRASE_FILE"
 KEYSTORE_ENV = "BACKSTREAM_KEYSTORE"
 DEFAULT_WAL_COMPRESSION = "zstd:3"
-MAX_BATCH = 64
-"""At most this many segments per batch wal-push."""
-_KEYS = {"repo", "compress", "encrypt", "cipher", "passphrase_file", "keystore", "storage_options", "prefetch", "batch"}
+_KEYS = {"repo", "compress", "encrypt", "cipher", "passphrase_file", "keystore", "storage_options", "prefetch"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,6 @@ class WalConfig:
     provider_options: dict[str, str] = field(default_factory=dict)
     storage_options: dict[str, Any] = field(default_factory=dict)
     prefetch: int = 0
-    batch: int = 0
 
     def to_toml(self) -> str:
         """The config file form (for the restore_command of a restored data directory)."""
@@ -51,8 +48,6 @@ class WalConfig:
             lines.append("keystore = [" + ", ".join(_quote(p) for p in paths) + "]")
         if self.prefetch:
             lines.append(f"prefetch = {self.prefetch}")
-        if self.batch:
-            lines.append(f"batch = {self.batch}")
         if self.storage_options:
             lines.append("\n[storage_options]")
             lines += [f"{key} = {_quote(str(value))}" for key, value in sorted(self.storage_options.items())]
@@ -106,10 +101,6 @@ def load_wal_config(*, config_file: str | None = None, repo: str | None = None) 
         prefetch = int(env.get("BACKSTREAM_WAL_PREFETCH") or data.get("prefetch") or 0)
     except ValueError:
         raise ConfigError("prefetch must be an integer number of segments") from None
-    try:
-        batch = int(env.get("BACKSTREAM_WAL_BATCH") or data.get("batch") or 0)
-    except ValueError:
-        raise ConfigError("batch must be an integer number of segments") from None
     return WalConfig(
         repo=str(url),
         compress=str(env.get(COMPRESS_ENV) or data.get("compress") or DEFAULT_WAL_COMPRESSION),
@@ -118,5 +109,4 @@ def load_wal_config(*, config_file: str | None = None, repo: str | None = None) 
         provider_options=provider,
         storage_options=dict(data.get("storage_options") or {}),
         prefetch=max(0, prefetch),
-        batch=max(0, min(batch, MAX_BATCH)),
     )
