@@ -23,7 +23,8 @@ import anyio
 import psycopg
 import pytest
 from backstream import JobContext, Plugins, SourceError
-from fixtures.postgres import PostgresServer, _free_port, child_processes, start_postgres
+from fixtures.postgres import PostgresServer, _free_port, start_postgres
+from fixtures.processes import child_processes
 
 BACKSTREAM = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "backstream")
 SEGMENT_A = "000000010000000000000001"

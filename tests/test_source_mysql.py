@@ -31,6 +31,7 @@ from backstream import (
 )
 from backstream_plugins.sources.mysql import MySQLFactory, MySQLSource, parse_url, redact
 from fixtures.mariadb import MariaDBServer, quote_ident
+from fixtures.processes import child_processes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -192,18 +193,7 @@ async def failing_after(path: Path, limit: int) -> AsyncIterator[bytes]:
 
 def dump_children() -> list[int]:
     """Our running dump-tool child processes."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        if fields.get("PPid", "").strip() == str(os.getpid()) and fields.get("Name", "").strip() in DUMP_TOOLS:
-            found.append(int(entry))
-    return found
+    return [pid for name in DUMP_TOOLS for pid in child_processes(name)]
 
 
 @dataclass(frozen=True)

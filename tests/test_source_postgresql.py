@@ -28,7 +28,8 @@ from backstream import (
     file_source,
     make_plugin_manager,
 )
-from fixtures.postgres import PostgresServer, child_processes
+from fixtures.postgres import PostgresServer
+from fixtures.processes import child_processes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
