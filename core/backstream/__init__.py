@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     )
     from backstream.events import JobFailed, JobFinished, JobStarted
     from backstream.hookspecs import hookimpl
+    from backstream.mysqlurl import MySQLEndpoint, import_pymysql, mysql_error_text, parse_mysql_url, quote_mysql_ident
     from backstream.optionfile import mysql_password_args
     from backstream.options import check_options, int_option
     from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
@@ -108,7 +109,12 @@ _LAZY: dict[str, str] = {
     "VerificationError": "backstream.errors",
     "missing_dependency": "backstream.errors",
     "primary_error": "backstream.errors",
+    "MySQLEndpoint": "backstream.mysqlurl",
+    "import_pymysql": "backstream.mysqlurl",
+    "mysql_error_text": "backstream.mysqlurl",
     "mysql_password_args": "backstream.optionfile",
+    "parse_mysql_url": "backstream.mysqlurl",
+    "quote_mysql_ident": "backstream.mysqlurl",
     "JobFailed": "backstream.events",
     "JobFinished": "backstream.events",
     "JobStarted": "backstream.events",
@@ -241,7 +247,12 @@ __all__ = [
     "make_plugin_manager",
     "memory_sink",
     "missing_dependency",
+    "MySQLEndpoint",
+    "import_pymysql",
+    "mysql_error_text",
     "mysql_password_args",
+    "parse_mysql_url",
+    "quote_mysql_ident",
     "primary_error",
     "rechunk",
     "split",

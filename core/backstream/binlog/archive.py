@@ -28,18 +28,11 @@ from backstream.binlog.layout import (
     scan_events,
     server_prefix,
 )
-from backstream.binlog.server import (
-    BINLOG_TOOLS,
-    Endpoint,
-    call,
-    find_tool,
-    parse_endpoint,
-    query,
-    tail_lines,
-)
+from backstream.binlog.server import BINLOG_TOOLS, call, find_tool, query, tail_lines
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
 from backstream.jobs.common import CompressionSpec, compressor, open_repository
 from backstream.jobs.encryption import KeyOptions, encrypting_transform
+from backstream.mysqlurl import MySQLEndpoint, parse_mysql_url
 from backstream.optionfile import mysql_password_args
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
@@ -77,7 +70,7 @@ class _ServerState:
     logs: list[tuple[str, int]]  # (name, size), oldest first; the last is the current one
 
 
-def _server_state(endpoint: Endpoint) -> _ServerState:
+def _server_state(endpoint: MySQLEndpoint) -> _ServerState:
     rows = query(endpoint, "SELECT @@server_id, @@log_bin")
     server_id, log_bin = int(rows[0][0]), bool(int(rows[0][1]))
     if not log_bin:
@@ -126,7 +119,7 @@ async def archive_binlogs(
     skipped; a different file under the same name raises RepositoryError and archives nothing more.
     """
     plugins = plugins or Plugins.load()
-    endpoint = parse_endpoint(source, need_database=False)
+    endpoint = parse_mysql_url(source, need_database=False)
     spec = CompressionSpec.parse(compress)
     compression = compressor(plugins, spec.name)
     compression.compressor(spec.options)
@@ -224,7 +217,7 @@ async def follow_binlogs(
     return rounds
 
 
-async def _fetch(endpoint: Endpoint, name: str, binlog_dir: str | None, workdir: str) -> str:
+async def _fetch(endpoint: MySQLEndpoint, name: str, binlog_dir: str | None, workdir: str) -> str:
     """A local copy of binlog ``name`` (or the file in ``binlog_dir`` itself)."""
     if binlog_dir is not None:
         path = os.path.join(binlog_dir, name)

@@ -19,10 +19,11 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from backstream.binlog.layout import BinlogRecord, binlog_sequence, encryption_context
-from backstream.binlog.server import BINLOG_TOOLS, CLIENT_TOOLS, Endpoint, find_tool, tail_lines
+from backstream.binlog.server import BINLOG_TOOLS, CLIENT_TOOLS, find_tool, tail_lines
 from backstream.errors import ConfigError, IntegrityError, RepositoryError, SourceError
 from backstream.jobs.common import compressor
 from backstream.jobs.encryption import KeyOptions, open_decrypting
+from backstream.mysqlurl import MySQLEndpoint
 from backstream.optionfile import mysql_password_args
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
@@ -170,7 +171,7 @@ async def replay(
     plan: ReplayPlan,
     local_files: Sequence[str],
     *,
-    endpoint: Endpoint,
+    endpoint: MySQLEndpoint,
     source_database: str,
     into_database: str,
     log_bin: bool = True,
@@ -210,7 +211,7 @@ async def replay(
 async def _apply_one(
     binlog_argv: list[str],
     client_tool: str,
-    endpoint: Endpoint,
+    endpoint: MySQLEndpoint,
     database: str,
     env: dict[str, str],
     record: BinlogRecord,

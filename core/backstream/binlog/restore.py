@@ -21,11 +21,12 @@ import anyio.to_thread
 
 from backstream.binlog.archive import archived_records
 from backstream.binlog.replay import ReplayError, fetch, plan_replay, replay
-from backstream.binlog.server import Endpoint, call, parse_endpoint, query, quote_ident
+from backstream.binlog.server import call, query
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
 from backstream.jobs.common import Progress, open_repository, source_factory
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import restore
+from backstream.mysqlurl import MySQLEndpoint, parse_mysql_url, quote_mysql_ident
 from backstream.plugins import Plugins
 from backstream.protocols import JobContext
 from backstream.repository import Manifest, Repository, format_time, redact_url
@@ -166,7 +167,7 @@ async def _mysql_pitr(
 ) -> TargetTimeResult:
     plugins: Plugins = common["plugins"]
     to: str = common["to"]
-    endpoint = parse_endpoint(to, need_database=True)
+    endpoint = parse_mysql_url(to, need_database=True)
     metadata = manifest.source.metadata
     source_database = str(metadata.get("database") or manifest.source.database or "")
     if not source_database:
@@ -217,7 +218,7 @@ async def _mysql_pitr(
         with anyio.CancelScope(shield=True):
             if stage_created:
                 try:
-                    await call(endpoint, query, endpoint, f"DROP DATABASE IF EXISTS {quote_ident(stage)}")
+                    await call(endpoint, query, endpoint, f"DROP DATABASE IF EXISTS {quote_mysql_ident(stage)}")
                 except BackstreamError as exc:
                     log.warning("could not drop the stage database %s: %s", stage, exc)
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(workdir, ignore_errors=True))
@@ -249,7 +250,7 @@ def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _refuse_non_empty(endpoint: Endpoint) -> None:
+def _refuse_non_empty(endpoint: MySQLEndpoint) -> None:
     rows = query(
         endpoint,
         "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",

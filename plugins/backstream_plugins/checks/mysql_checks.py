@@ -15,22 +15,18 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import anyio.to_thread
-from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl, missing_dependency
+from backstream import (
+    CheckResult,
+    ConfigError,
+    Register,
+    SourceError,
+    hookimpl,
+    import_pymysql,
+    quote_mysql_ident,
+)
 
 LEVELS = ("quick", "standard", "comprehensive")
 SCHEMES = ("mysql", "mariadb")
-
-
-def _pymysql() -> Any:
-    try:
-        import pymysql  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise missing_dependency("pymysql", "mysql") from exc
-    return pymysql
-
-
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _connect(url: str, *, database: bool = True) -> tuple[Any, str]:
@@ -42,7 +38,7 @@ def _connect(url: str, *, database: bool = True) -> tuple[Any, str]:
     if database and not dbname:
         raise ConfigError("the MySQL URL must name a database: mysql://user@host:port/db")
     query = parse_qs(parts.query)
-    pymysql = _pymysql()
+    pymysql = import_pymysql()
     extra: dict[str, Any] = {}
     my_cnf = os.path.expanduser("~/.my.cnf")
     if parts.password is None and os.path.isfile(my_cnf):
@@ -68,7 +64,7 @@ def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
     """The catalog of the database at ``url`` (blocking; run in a worker thread)."""
     if level not in LEVELS:
         raise ConfigError(f"unknown verification level {level!r}")
-    pymysql = _pymysql()
+    pymysql = import_pymysql()
     conn, db = _connect(url)
     try:
         with conn.cursor() as cur:
@@ -87,7 +83,7 @@ def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
                 tables[table] = info
                 if level == "quick":
                     continue
-                qualified = f"{_ident(db)}.{_ident(table)}"
+                qualified = f"{quote_mysql_ident(db)}.{quote_mysql_ident(table)}"
                 cur.execute(f"SELECT COUNT(*) FROM {qualified}")
                 info["rows"] = int(cur.fetchone()[0])
                 cur.execute(
@@ -124,7 +120,7 @@ def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
                     info["checksum"] = None
                     info["checksum_skipped"] = f"{info['rows']} rows, above the checksum limit of {max_rows}"
                 else:
-                    row = "CONCAT_WS(',', " + ", ".join(f"QUOTE({_ident(c)})" for c in columns) + ")"
+                    row = "CONCAT_WS(',', " + ", ".join(f"QUOTE({quote_mysql_ident(c)})" for c in columns) + ")"
                     cur.execute(f"SELECT MD5({row}) AS h FROM {qualified} ORDER BY h")
                     digest = hashlib.sha256()
                     for (value,) in cur.fetchall():
@@ -149,7 +145,7 @@ def _check_tables(url: str) -> list[CheckResult]:
             )
             names = [str(r[0]) for r in cur.fetchall()]
             for table in names:
-                cur.execute(f"CHECK TABLE {_ident(db)}.{_ident(table)}")
+                cur.execute(f"CHECK TABLE {quote_mysql_ident(db)}.{quote_mysql_ident(table)}")
                 rows = cur.fetchall()
                 status = [str(r[3]) for r in rows if str(r[2]).lower() == "status"]
                 errors = [str(r[3]) for r in rows if str(r[2]).lower() == "error"]
@@ -172,7 +168,7 @@ def _drop(server_url: str, dbname: str) -> None:
     conn, _ = _connect(server_url, database=False)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {_ident(dbname)}")
+            cur.execute(f"DROP DATABASE IF EXISTS {quote_mysql_ident(dbname)}")
     finally:
         conn.close()
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -25,14 +25,18 @@ from backstream import (
     ByteSource,
     ConfigError,
     JobContext,
+    MySQLEndpoint,
     PipeChunks,
     Register,
     SourceError,
     hookimpl,
+    import_pymysql,
     make_pipe,
-    missing_dependency,
+    mysql_error_text,
     mysql_password_args,
+    parse_mysql_url,
     primary_error,
+    quote_mysql_ident,
 )
 
 T = TypeVar("T")
@@ -76,50 +80,16 @@ _GTID = re.compile(rb"^-- SET GLOBAL gtid_slave_pos='([^'\n]*)';", re.MULTILINE)
 # --- connection parameters ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to connect; ``password`` is None when the URL carries none."""
-
-    host: str
-    port: int
-    user: str | None
-    password: str | None = field(repr=False)
-    database: str
-    socket: str | None = None
-
-    def describe(self) -> str:
-        """``user@host:port/db`` for messages: never the password."""
-        user = f"{self.user}@" if self.user else ""
-        where = self.socket if self.socket else f"{self.host}:{self.port}"
-        return f"{user}{where}/{self.database}"
-
-
-def parse_url(url: str) -> Endpoint:
+def parse_url(url: str) -> MySQLEndpoint:
     """Split ``mysql://user[:password]@host[:port]/db[?socket=/path]`` (percent-encoded parts)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"bad MySQL URL {redact(url)!r}: {exc}") from None
-    if parts.scheme.lower() not in SCHEMES:
-        raise ConfigError(f"not a MySQL URL: {redact(url)!r} (expected mysql://user@host:port/db)")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - {"socket"})
-    if unknown:
-        raise ConfigError(f"unknown MySQL URL parameter(s) {', '.join(unknown)} in {redact(url)!r} (known: socket)")
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        raise ConfigError(f"the MySQL URL {redact(url)!r} must name one database: mysql://user@host:port/db")
-    if len(database) > MAX_IDENTIFIER:
+    endpoint = parse_mysql_url(url, need_database=True)
+    if len(endpoint.database) > MAX_IDENTIFIER:
         raise ConfigError(f"database name longer than {MAX_IDENTIFIER} characters in {redact(url)!r}")
-    return Endpoint(
-        host=unquote(parts.hostname or "localhost"),
-        port=port or DEFAULT_PORT,
-        user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        database=database,
-        socket=query["socket"][-1] if "socket" in query else None,
-    )
+    return endpoint
+
+
+def _qualified(database: str, name: str) -> str:
+    return f"{quote_mysql_ident(database)}.{quote_mysql_ident(name)}"
 
 
 def redact(url: str) -> str:
@@ -135,9 +105,6 @@ def redact(url: str) -> str:
         return "<unparsable URL>"
 
 
-def quote_ident(name: str) -> str:
-    """A MySQL identifier in backticks (embedded backticks doubled)."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _flag(value: object) -> bool:
@@ -146,20 +113,8 @@ def _flag(value: object) -> bool:
     return value is not None and str(value).strip().lower() in TRUE_WORDS
 
 
-def _pymysql() -> Any:
-    try:
-        import pymysql
-    except ImportError as exc:
-        raise missing_dependency("pymysql", "mysql") from exc
-    return pymysql
 
 
-def _reason(exc: BaseException) -> str:
-    """One line from a pymysql error: its message and code."""
-    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
-    if len(args) >= 2 and isinstance(args[0], int):
-        return f"{' '.join(str(args[1]).split())} (error {args[0]})"
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -303,7 +258,7 @@ class MySQLSource:
 
     def _connect(self, database: str | None) -> Any:
         """A pymysql connection (autocommit, utf8mb4); failures become one-line SourceErrors."""
-        pymysql = _pymysql()
+        pymysql = import_pymysql()
         endpoint = self.endpoint
         password = endpoint.password
         kwargs: dict[str, Any] = {}
@@ -326,16 +281,16 @@ class MySQLSource:
                 **kwargs,
             )
         except pymysql.err.MySQLError as exc:
-            raise SourceError(f"cannot connect to MySQL at {endpoint.describe()}: {_reason(exc)}") from exc
+            raise SourceError(f"cannot connect to MySQL at {endpoint.describe()}: {mysql_error_text(exc)}") from exc
 
     async def _call(self, function: Callable[..., T], *args: Any, doing: str = "") -> T:
         """Run blocking pymysql work in a worker thread, translating driver errors."""
-        pymysql = _pymysql()
+        pymysql = import_pymysql()
         try:
             return await anyio.to_thread.run_sync(function, *args)
         except pymysql.err.MySQLError as exc:
             context = f" while {doing}" if doing else ""
-            raise SourceError(f"MySQL at {self.endpoint.describe()} failed{context}: {_reason(exc)}") from exc
+            raise SourceError(f"MySQL at {self.endpoint.describe()} failed{context}: {mysql_error_text(exc)}") from exc
 
     def _server_info(self) -> _ServerInfo:
         conn = self._connect(self.endpoint.database)
@@ -488,7 +443,7 @@ class MySQLSource:
         conn = self._connect(None)
         try:
             with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
+                cur.execute(f"DROP DATABASE IF EXISTS {quote_mysql_ident(name)}")
         finally:
             conn.close()
 
@@ -556,20 +511,20 @@ class MySQLSource:
                 if not existed:
                     _create(cur, target, collation)
                 for trigger in new.triggers:  # a table with triggers cannot change database
-                    cur.execute(f"DROP TRIGGER {quote_ident(scratch)}.{quote_ident(trigger.name)}")
+                    cur.execute(f"DROP TRIGGER {quote_mysql_ident(scratch)}.{quote_mysql_ident(trigger.name)}")
                 pairs = [
-                    (f"{quote_ident(scratch)}.{quote_ident(t)}", f"{quote_ident(target)}.{quote_ident(t)}")
+                    (_qualified(scratch, t), _qualified(target, t))
                     for t in new.tables
                 ]
                 if old.tables or old.views:
                     trash = _scratch_name(target, "old")
                     _create(cur, trash, None)
                     for trigger in old.triggers:
-                        cur.execute(f"DROP TRIGGER {quote_ident(target)}.{quote_ident(trigger.name)}")
+                        cur.execute(f"DROP TRIGGER {quote_mysql_ident(target)}.{quote_mysql_ident(trigger.name)}")
                     for view in old.views:
-                        cur.execute(f"DROP VIEW {quote_ident(target)}.{quote_ident(view.name)}")
+                        cur.execute(f"DROP VIEW {quote_mysql_ident(target)}.{quote_mysql_ident(view.name)}")
                     moved = [
-                        (f"{quote_ident(target)}.{quote_ident(t)}", f"{quote_ident(trash)}.{quote_ident(t)}")
+                        (_qualified(target, t), _qualified(trash, t))
                         for t in old.tables
                     ]
                     pairs = moved + pairs
@@ -589,9 +544,9 @@ class MySQLSource:
             if trash is not None:  # the replaced tables
                 try:
                     with conn.cursor() as cur:
-                        cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(trash)}")
+                        cur.execute(f"DROP DATABASE IF EXISTS {quote_mysql_ident(trash)}")
                 except Exception as exc:
-                    log.warning("could not drop %s holding the replaced tables: %s", trash, _reason(exc))
+                    log.warning("could not drop %s holding the replaced tables: %s", trash, mysql_error_text(exc))
             conn.close()
 
 
@@ -626,7 +581,7 @@ def _scratch_name(database: str, purpose: str) -> str:
 
 def _create(cur: Any, name: str, collation: str | None) -> None:
     clause = f" COLLATE {collation}" if collation and re.fullmatch(r"\w+", collation) else ""
-    cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(name)}{clause}")
+    cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_mysql_ident(name)}{clause}")
 
 
 def _database_collation(cur: Any, name: str) -> str | None:
@@ -657,10 +612,10 @@ def _inventory(cur: Any, conn: Any, database: str) -> _Inventory:
     """Everything in ``database`` with the statements to re-create it elsewhere (names unqualified)."""
     conn.select_db(database)
     found = _Inventory()
-    db = quote_ident(database)
+    db = quote_mysql_ident(database)
 
     def show(kind: str, name: str) -> tuple[Any, ...]:
-        cur.execute(f"SHOW CREATE {kind} {quote_ident(name)}")
+        cur.execute(f"SHOW CREATE {kind} {quote_mysql_ident(name)}")
         row: tuple[Any, ...] = cur.fetchone()
         text_column = {"VIEW": 1, "EVENT": 3}.get(kind, 2)
         if row is None or row[text_column] is None:
@@ -668,7 +623,7 @@ def _inventory(cur: Any, conn: Any, database: str) -> _Inventory:
         return row
 
     def drop(kind: str, name: str) -> str:
-        return f"DROP {kind} IF EXISTS {db}.{quote_ident(name)}"
+        return f"DROP {kind} IF EXISTS {db}.{quote_mysql_ident(name)}"
 
     cur.execute(
         "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
@@ -730,7 +685,7 @@ def _recreate(cur: Any, definitions: list[_Definition], *, strict: bool) -> None
                 first, error = failed[0]
                 raise SourceError(
                     f"the tables were restored, but {first.kind} {first.name!r} could not be "
-                    f"re-created: {_reason(error)}"
+                    f"re-created: {mysql_error_text(error)}"
                 ) from error
             return
         pending = [definition for definition, _ in failed]
