@@ -18,6 +18,7 @@ from backstream import (
     AuditLog,
     ConfigError,
     IntegrityError,
+    KeyProvider,
     KeyProviderError,
     Stanza,
     check_kdf_params,
@@ -127,6 +128,68 @@ def test_no_passphrase_source_is_a_config_error() -> None:
     keys = providers(interactive="no")
     with pytest.raises(ConfigError, match="no passphrase"):
         anyio.run(lambda: encrypt(b"x", ["passphrase"], provider_map=keys))
+
+
+def _prepared(keys: dict[str, KeyProvider], ref: str = "passphrase") -> KeyProvider:
+    provider = keys["passphrase"]
+    provider.prepare(ref)  # type: ignore[attr-defined]
+    return provider
+
+
+def test_a_prepared_passphrase_key_serves_the_next_wrap_and_opens_as_usual(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "prepared")
+    keys = providers()
+    provider = _prepared(keys)
+    prepared_params = provider._prepared[1]  # type: ignore[attr-defined]
+    blob = anyio.run(lambda: encrypt(DATA, ["passphrase"], provider_map=keys))
+    assert dict(_header(blob).stanzas[0].params) == prepared_params  # type: ignore[attr-defined]
+    assert anyio.run(lambda: decrypt(blob, provider_map=providers())) == DATA
+
+
+def test_a_prepared_key_serves_one_wrap_only_every_object_gets_a_fresh_salt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "prepared")
+    keys = providers()
+    _prepared(keys)
+    first = anyio.run(lambda: encrypt(DATA, ["passphrase"], provider_map=keys))
+    second = anyio.run(lambda: encrypt(DATA, ["passphrase"], provider_map=keys))
+    salts = {_header(blob).stanzas[0].params["salt"] for blob in (first, second)}  # type: ignore[attr-defined]
+    assert len(salts) == 2
+    assert anyio.run(lambda: decrypt(second, provider_map=providers())) == DATA
+
+
+def test_a_key_prepared_for_another_key_reference_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "prepared")
+    keys = key_providers(crypto_plugins().kms(), {"kdf": "scrypt", "kdf.ln": "10", "kdf.r": "8", "kdf.p": "1"})
+    prepared_salt = _prepared(keys, "passphrase:scrypt")._prepared[1]["salt"]  # type: ignore[attr-defined]
+    blob = anyio.run(lambda: encrypt(DATA, ["passphrase"], provider_map=keys))
+    params = _header(blob).stanzas[0].params  # type: ignore[attr-defined]
+    assert params["kdf"] == "scrypt" and params["salt"] != prepared_salt
+    assert anyio.run(lambda: decrypt(blob, provider_map=keys)) == DATA
+
+
+def test_nothing_is_prepared_when_the_passphrase_would_need_a_prompt() -> None:
+    keys = providers(interactive="no")
+    provider = _prepared(keys)
+    assert provider._prepared is None  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="no passphrase"):
+        anyio.run(lambda: encrypt(b"x", ["passphrase"], provider_map=keys))
+
+
+def test_a_prepared_key_whose_passphrase_file_is_unreadable_fails_the_wrap_with_the_usual_message(
+    tmp_path: Path,
+) -> None:
+    keys = providers(passphrase_file=str(tmp_path / "missing.txt"))
+    _prepared(keys)
+    with pytest.raises(ConfigError, match="cannot read passphrase file .*missing.txt"):
+        anyio.run(lambda: encrypt(b"x", ["passphrase"], provider_map=keys))
+
+
+def test_preparing_a_bad_kdf_name_is_left_to_the_wrap_to_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "p")
+    keys = providers()
+    assert _prepared(keys, "passphrase:md5")._prepared is None  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="md5"):
+        anyio.run(lambda: encrypt(b"x", ["passphrase:md5"], provider_map=keys))
 
 
 def test_no_passphrase_source_on_decrypt_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -494,3 +557,16 @@ def test_an_unwritable_audit_log_stops_the_key_operation(monkeypatch: pytest.Mon
 
 def test_fast_kdf_options_are_explicit_and_never_the_default() -> None:
     assert FAST_KDF["kdf.m"] != str(ARGON2ID_DEFAULTS["m"])
+
+
+def test_jobs_prepare_the_providers_of_their_key_references_before_the_first_wrap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from backstream.jobs.encryption import KeyOptions, prepared_providers
+
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "p")
+    keys = prepared_providers(crypto_plugins(), ["passphrase"], KeyOptions(provider_options=FAST_KDF))
+    assert keys["passphrase"]._prepared is not None  # type: ignore[attr-defined]
+    # a provider without prepare() (local) is simply left to do its work in wrap()
+    assert not hasattr(keys["local"], "prepare")
+    prepared_providers(crypto_plugins(), [f"local:{tmp_path / 'ks.json'}"], KeyOptions(provider_options=FAST_KDF))

@@ -137,7 +137,8 @@ class KeyProvider(Protocol):
     of this scheme must be the only one of its object, as for passphrases);
     ``configure(options: Mapping[str, str]) -> KeyProvider`` (a copy using per-run options,
     unknown options ignored); ``async create_key(key_ref: str) -> str`` (create a key, return
-    the reference to encrypt with).
+    the reference to encrypt with); ``prepare(key_ref: str) -> None`` (begin the next wrap's
+    slow work, e.g. a KDF, in the background; returns at once, never raises).
     """
 
     scheme: str

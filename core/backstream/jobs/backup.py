@@ -27,7 +27,7 @@ from backstream.jobs.common import (
     open_repository,
     source_factory,
 )
-from backstream.jobs.encryption import KeyOptions, encrypting_transform
+from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepared_providers
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.protocols import ByteSource, JobContext
@@ -102,6 +102,7 @@ async def backup(
     if any(not ref.strip() for ref in key_refs):
         raise ConfigError("an empty key reference was given to encrypt with")
     parallel = _positive_int(source_options.get("jobs", "1"), "jobs")
+    providers = prepared_providers(plugins, key_refs, keys) if key_refs else None  # KDF starts now
     opened = factory.open(source, source_options)
     repository = await open_repository(plugins, repo, storage_options)
 
@@ -126,7 +127,7 @@ async def backup(
             context = object_context(backup_id, safe_source, started, spec.name, name)
             async with key_lock:
                 stage, cipher = await encrypting_transform(
-                    plugins, key_refs, context, keys=keys, object_name=f"{repository.url}/{path}"
+                    plugins, key_refs, context, keys=keys, object_name=f"{repository.url}/{path}", providers=providers
                 )
             transforms.append(stage)
         result = await Pipeline(counted(data, progress), transforms, repository.storage.open_write(path)).run()

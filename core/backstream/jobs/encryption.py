@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encrypted
+from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encrypted, scheme_of
 from backstream.errors import ConfigError
 from backstream.pipeline import Transform
 from backstream.plugins import Plugins
+from backstream.protocols import KeyProvider
 
 DEFAULT_CIPHER = "chacha20-poly1305"
 
@@ -37,6 +38,21 @@ def encryption_available(plugins: Plugins) -> bool:
     )
 
 
+def prepared_providers(
+    plugins: Plugins, key_refs: Sequence[str], keys: KeyOptions | None = None
+) -> dict[str, KeyProvider]:
+    """The key providers, configured with ``keys``' options, each told to begin its next wrap
+    for ``key_refs`` now (optional ``prepare(key_ref)``: a passphrase's KDF starts in the
+    background), so that slow key work overlaps the job's start-up. Pass the result to
+    ``encrypting_transform``; a provider without ``prepare`` simply does its work in ``wrap``."""
+    providers = key_providers(plugins.kms(), (keys or KeyOptions()).provider_options)
+    for ref in key_refs:
+        prepare = getattr(providers.get(scheme_of(ref)), "prepare", None)
+        if prepare is not None:
+            prepare(ref)
+    return providers
+
+
 async def encrypting_transform(
     plugins: Plugins,
     key_refs: Sequence[str],
@@ -44,17 +60,19 @@ async def encrypting_transform(
     *,
     keys: KeyOptions | None = None,
     object_name: str = "",
+    providers: Mapping[str, KeyProvider] | None = None,
 ) -> tuple[Transform, str]:
     """A pipeline stage that writes one new encrypted object (v1 format), and the cipher suite's name.
 
-    A fresh data key is wrapped for every key reference; ``context`` is bound into the header."""
+    A fresh data key is wrapped for every key reference; ``context`` is bound into the header.
+    ``providers``: from ``prepared_providers`` (default: configured here, nothing prepared)."""
     keys = keys or KeyOptions()
     if not key_refs:
         raise ConfigError("no key reference to encrypt to")
     cipher = plugins.ciphers().get(keys.cipher)
     encryptor = await new_encryptor(
         key_refs,
-        providers=key_providers(plugins.kms(), keys.provider_options),
+        providers=providers if providers is not None else key_providers(plugins.kms(), keys.provider_options),
         cipher=cipher,
         context=context,
         object_name=object_name,

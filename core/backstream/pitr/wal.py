@@ -326,14 +326,16 @@ async def _push_general(config: WalConfig, source: str, name: str) -> bool:
     import anyio.to_thread
 
     from backstream.jobs.common import CompressionSpec, open_repository
-    from backstream.jobs.encryption import DEFAULT_CIPHER, KeyOptions, encrypting_transform
+    from backstream.jobs.encryption import DEFAULT_CIPHER, KeyOptions, encrypting_transform, prepared_providers
     from backstream.pipeline import Pipeline, Transform
     from backstream.plugins import Plugins
     from backstream.streams import iterable_source
 
+    plugins = Plugins.load()
+    keys = KeyOptions(cipher=config.cipher or DEFAULT_CIPHER, provider_options=config.provider_options)
+    providers = prepared_providers(plugins, config.encrypt, keys) if config.encrypt else None  # KDF starts now
     data = await anyio.to_thread.run_sync(_read_file, source)
     sha = hashlib.sha256(data).hexdigest()
-    plugins = Plugins.load()
     repository = await open_repository(plugins, config.repo, config.storage_options)
     storage = repository.storage
     record_path = sidecar_path(name)
@@ -345,9 +347,9 @@ async def _push_general(config: WalConfig, source: str, name: str) -> bool:
     transforms = [Transform(f"compress:{spec.name}", factory.compressor(spec.options))]
     cipher: str | None = None
     if config.encrypt:
-        keys = KeyOptions(cipher=config.cipher or DEFAULT_CIPHER, provider_options=config.provider_options)
+        context = wal_context(repository.repository_id, name, spec.name)
         stage, cipher = await encrypting_transform(
-            plugins, config.encrypt, wal_context(repository.repository_id, name, spec.name), keys=keys, object_name=name
+            plugins, config.encrypt, context, keys=keys, object_name=name, providers=providers
         )
         transforms.append(stage)
     path = object_path(name, factory.extension)
