@@ -180,7 +180,7 @@ def test_a_prepared_key_whose_passphrase_file_is_unreadable_fails_the_wrap_with_
 ) -> None:
     keys = providers(passphrase_file=str(tmp_path / "missing.txt"))
     _prepared(keys)
-    with pytest.raises(ConfigError, match="cannot read passphrase file .*missing.txt"):
+    with pytest.raises(ConfigError, match=r"cannot read passphrase file .*missing\.txt"):
         anyio.run(lambda: encrypt(b"x", ["passphrase"], provider_map=keys))
 
 

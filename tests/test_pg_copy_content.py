@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from backstream_plugins.checks.pg_copy_content import CopyContent
+from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,7 +47,7 @@ def test_rows_and_checksums_of_each_table() -> None:
     tables = figures(DUMP, [])
     assert {name: entry["rows"] for name, entry in tables.items()} == {
         "public.a": 4,  # "\\." (an escaped backslash and a dot) is a row, not the end
-        'Größe "Q".Mixed.Case': 0,
+        '"Größe ""Q"""."Mixed.Case"': 0,  # a dot in a name: both names quoted
         "public.no_columns": 2,
         "public.nl\nname": 1,  # a quoted name with a newline: the header spans two lines
         "s.big": 1,
@@ -103,3 +103,16 @@ def test_long_lines_outside_copy_data_in_small_chunks_are_skipped_not_kept() -> 
         kept = max(kept, len(content._pending))  # what it holds of an unfinished line
     assert content.tables["public.t"]["rows"] == 1
     assert kept < 100  # never the long lines (re-copying them chunk after chunk is quadratic)
+
+
+def test_dotted_names_that_would_read_alike_are_two_tables() -> None:
+    dump = data("c", '"a.b"') + b'COPY "a.b".c (v) FROM stdin;\n1\n\\.\n\n'
+    dump += data('"b.c"', "a") + b'COPY a."b.c" (v) FROM stdin;\n1\n2\n\\.\n\n'
+    tables = figures(dump, [])
+    assert {name: entry["rows"] for name, entry in tables.items()} == {'"a.b"."c"': 1, '"a"."b.c"': 2}
+
+
+def test_catalog_keys_quote_only_names_with_a_dot() -> None:
+    assert catalog_key("public", 'we"ird') == 'public.we"ird'
+    assert catalog_key("a.b", "c") == '"a.b"."c"'
+    assert catalog_key("a", 'b."c') == '"a"."b.""c"'

@@ -29,6 +29,9 @@ CREATE TABLE "Größe ""Q"" x"."Mixed.Case" ("Wert" text, b bytea);
 INSERT INTO "Größe ""Q"" x"."Mixed.Case" VALUES (E'tab\\tnew\\nline \\\\. back\\\\slash', '\\x00ff'),
   (NULL, NULL), (E'\\\\.', ''), ('ümlaut', NULL);
 CREATE TABLE empty_one (x int);
+CREATE SCHEMA "a.b"; CREATE SCHEMA a;
+CREATE TABLE "a.b".c (v int); CREATE TABLE a."b.c" (v int);
+INSERT INTO "a.b".c VALUES (1); INSERT INTO a."b.c" VALUES (1), (2);
 COMMENT ON INDEX customer_name IS E'reload with:\\nCOPY public.customer (id) FROM stdin;\\n\\\\.\\n';
 CREATE TABLE "nl\nname" ("col\numn" int);
 INSERT INTO "nl\nname" VALUES (1), (2);
@@ -76,8 +79,9 @@ def test_verify_latest_with_a_scratch_url_passes_and_is_recorded(
     assert drill["status"] == "pass", drill
     assert statuses["amcheck"] == "pass"
     assert statuses["checksum public.customer"] == "pass"
-    assert statuses['checksum Größe "Q" x.Mixed.Case'] == "pass"
+    assert statuses['checksum "Größe ""Q"" x"."Mixed.Case"'] == "pass"
     assert statuses["checksum public.empty_one"] == "pass"
+    assert statuses['rows "a.b"."c"'] == statuses['rows "a"."b.c"'] == "pass"  # two tables, told apart
     assert statuses["checksum public.nl\nname"] == "pass"
     assert statuses["checksum public.measure"] == "pass"  # a partitioned parent: no COPY of its own
     assert statuses["constraints public.orders"] == "pass"
@@ -154,13 +158,20 @@ def test_the_catalog_holds_the_true_row_counts_and_a_dump_checksum_for_every_tab
     assert catalog is not None
     tables = catalog["tables"]
     with postgres_server.connect(source_db) as conn:
-        names = ("public.customer", "public.orders", 'Größe "Q" x.Mixed.Case', "public.empty_one", "public.measure")
-        for name in names:
-            schema, table = name.split(".", 1)
-            query = f'SELECT count(*) FROM "{schema.replace(chr(34), chr(34) * 2)}"."{table}"'
-            assert tables[name]["rows"] == conn.execute(query).fetchone()[0], name
+        names = {
+            "public.customer": "public.customer",
+            "public.orders": "public.orders",
+            '"Größe ""Q"" x"."Mixed.Case"': '"Größe ""Q"" x"."Mixed.Case"',  # a dot in a name: quoted
+            "public.empty_one": "public.empty_one",
+            "public.measure": "public.measure",
+            '"a.b"."c"': '"a.b".c',
+            '"a"."b.c"': 'a."b.c"',
+        }
+        for key, name in names.items():
+            assert tables[key]["rows"] == conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0], key
+    assert tables['"a.b"."c"']["rows"] == 1 and tables['"a"."b.c"']["rows"] == 2  # two tables, not one
     assert tables["public.customer"]["checksum"].startswith("copy-sha256:")
-    assert tables['Größe "Q" x.Mixed.Case']["checksum"].startswith("copy-sha256:")
+    assert tables['"Größe ""Q"" x"."Mixed.Case"']["checksum"].startswith("copy-sha256:")
     assert tables["public.measure_2026"]["checksum"].startswith("copy-sha256:")
     assert tables["public.nl\nname"]["rows"] == 2 and tables["public.nl\nname"]["checksum"].startswith("copy-sha256:")
     assert len(tables["public.measure"]["checksum"]) == 32  # the parent: md5 over its rows, computed by the server

@@ -33,6 +33,15 @@ MAX_HEADER = 1024 * 1024
 """A COPY header (with its column list) longer than this is not believed."""
 
 
+def catalog_key(schema: str, table: str) -> str:
+    """A table's key in the catalog: ``schema.table``, or both names double-quoted (``""`` for a
+    quote) when either holds a dot, so that ``"a.b".c`` and ``a."b.c"`` stay two tables. The
+    forms cannot meet: a plain key holds exactly one dot, a quoted one at least two."""
+    if "." in schema or "." in table:
+        return '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
+    return f"{schema}.{table}"
+
+
 def _may_start(line: bytes, prefix: bytes) -> bool:
     """True when ``line`` starts with ``prefix``, or is a beginning of it."""
     return line[: len(prefix)] == prefix[: len(line)]
@@ -136,7 +145,7 @@ class CopyContent:
         match = _HEADER.match(line)
         if match is None:
             return False
-        self._begin(_unquote(match.group(1)) + "." + _unquote(match.group(2)))
+        self._begin(catalog_key(_unquote(match.group(1)), _unquote(match.group(2))))
         return True
 
     def _begin(self, table: str) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import anyio.to_thread
 from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl, missing_dependency
 
-from backstream_plugins.checks.pg_copy_content import CopyContent
+from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
 
 READ_SIZE = 256 * 1024
 
@@ -87,11 +87,12 @@ def describe(
             tables: dict[str, Any] = {}
             for schema, table in conn.execute(USER_TABLES).fetchall():
                 info: dict[str, Any] = {}
-                tables[f"{schema}.{table}"] = info
+                key = catalog_key(schema, table)
+                tables[key] = info
                 if level == "quick":
                     continue
                 name = _qualified(schema, table)
-                known = figures.get(f"{schema}.{table}", {})
+                known = figures.get(key, {})
                 if "rows" in known:
                     info["rows"] = known["rows"]
                 else:
