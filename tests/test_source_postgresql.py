@@ -29,7 +29,7 @@ from backstream import (
     make_plugin_manager,
 )
 from fixtures.postgres import PostgresServer
-from fixtures.processes import child_processes
+from fixtures.processes import child_processes, descendants
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -421,6 +421,34 @@ def test_cancelled_dump_kills_pg_dump(postgres_server: PostgresServer, pg_awkwar
     anyio.run(main)
     assert len(pids) == 1
     assert process_gone(pids[0])
+
+
+def test_a_cancelled_dump_kills_what_the_dump_tool_started_too(
+    postgres_server: PostgresServer, pg_awkward_db: str, tmp_path: Path
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "pg_dump"  # a wrapper that leaves a helper process running beside pg_dump
+    wrapper.write_text(
+        '#!/bin/sh\ncase "$1" in --version) ;; *) sleep 300 & ;; esac\n'
+        f'exec {postgres_server.bindir}/pg_dump "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    below: list[int] = []
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            source = open_source(postgres_server.url(pg_awkward_db), bindir=str(bindir))
+            async with source.dump(JobContext("b")) as chunks:
+                await anext(chunks)
+                [pid] = child_processes("pg_dump")
+                below.extend([pid, *descendants(pid)])
+                scope.cancel()
+                await anyio.sleep(10)
+
+    anyio.run(main)
+    assert len(below) == 2  # pg_dump and its sleep
+    assert all(process_gone(pid) for pid in below)
 
 
 def test_consumer_error_propagates_unchanged_and_kills_pg_dump(

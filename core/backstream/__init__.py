@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     )
     from backstream.registry import Entry, Register, Registry
     from backstream.streams import MemoryWriter, file_sink, file_source, iterable_source, memory_sink
+    from backstream.tools import kill_tool, open_tool
     from backstream.version import __version__
 
 _LAZY: dict[str, str] = {
@@ -128,6 +129,8 @@ _LAZY: dict[str, str] = {
     "Transform": "backstream.pipeline",
     "Plugins": "backstream.plugins",
     "make_pipe": "backstream.pipes",
+    "kill_tool": "backstream.tools",
+    "open_tool": "backstream.tools",
     "make_plugin_manager": "backstream.plugins",
     "Aead": "backstream.protocols",
     "BlockingChunks": "backstream.protocols",
@@ -244,6 +247,8 @@ __all__ = [
     "int_option",
     "iterable_source",
     "make_pipe",
+    "kill_tool",
+    "open_tool",
     "make_plugin_manager",
     "memory_sink",
     "missing_dependency",

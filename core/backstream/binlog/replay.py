@@ -29,6 +29,7 @@ from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.repository import Repository, format_time
 from backstream.streams import file_sink, iterable_source
+from backstream.tools import kill_tool, open_tool
 
 READ_SIZE = 256 * 1024
 _AT = re.compile(rb"^# at (\d+)$")
@@ -234,11 +235,11 @@ async def _apply_one(
             "--max-allowed-packet=1G",
         ]
         try:
-            decoder = await anyio.open_process(binlog_argv, stdin=subprocess.DEVNULL, env=env)
+            decoder = await open_tool(binlog_argv, stdin=subprocess.DEVNULL, env=env)
         except OSError as exc:
             raise SourceError(f"cannot start {os.path.basename(binlog_argv[0])}: {exc.strerror or exc}") from exc
         try:
-            client = await anyio.open_process(client_argv, stdout=subprocess.DEVNULL, env=env)
+            client = await open_tool(client_argv, stdout=subprocess.DEVNULL, env=env)
         except OSError as exc:
             await _reap(decoder)
             raise SourceError(f"cannot start {os.path.basename(client_tool)}: {exc.strerror or exc}") from exc
@@ -309,9 +310,5 @@ async def _collect(stream: ByteReceiveStream | None, into: bytearray) -> None:
 
 async def _reap(process: anyio.abc.Process) -> None:
     with anyio.CancelScope(shield=True):
-        if process.returncode is None:
-            try:
-                process.kill()
-            except ProcessLookupError:
-                pass
+        kill_tool(process)
         await process.aclose()

@@ -31,9 +31,11 @@ from backstream import (
     SourceError,
     hookimpl,
     import_pymysql,
+    kill_tool,
     make_pipe,
     mysql_error_text,
     mysql_password_args,
+    open_tool,
     parse_mysql_url,
     primary_error,
     quote_mysql_ident,
@@ -155,11 +157,7 @@ def _status(code: int | None) -> str:
 async def _reap(process: Process) -> None:
     """Kill ``process`` if it still runs and wait for it, even while being cancelled."""
     with anyio.CancelScope(shield=True):
-        if process.returncode is None:
-            try:
-                process.kill()
-            except ProcessLookupError:
-                pass
+        kill_tool(process)
         await process.aclose()
 
 
@@ -356,7 +354,7 @@ class MySQLSource:
             argv = [tool, *secret, *self._tool_args(), *args, "--", endpoint.database]
             read_fd, write_fd = make_pipe()
             try:
-                process = await anyio.open_process(argv, stdin=subprocess.DEVNULL, stdout=write_fd)
+                process = await open_tool(argv, stdin=subprocess.DEVNULL, stdout=write_fd)
             except OSError as exc:
                 os.close(read_fd)
                 raise SourceError(f"cannot start {name}: {exc.strerror or exc}") from exc
@@ -461,7 +459,7 @@ class MySQLSource:
         async with mysql_password_args(self.endpoint.password) as secret:
             argv = [tool, *secret, *self._tool_args(), *args]
             try:
-                process = await anyio.open_process(argv, stdout=subprocess.DEVNULL)
+                process = await open_tool(argv, stdout=subprocess.DEVNULL)
             except OSError as exc:
                 raise SourceError(f"cannot start {name}: {exc.strerror or exc}") from exc
             tail = _Tail()

@@ -31,8 +31,10 @@ from backstream import (
     Register,
     SourceError,
     hookimpl,
+    kill_tool,
     make_pipe,
     missing_dependency,
+    open_tool,
 )
 
 _START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.MULTILINE)
@@ -223,7 +225,7 @@ class PhysicalSource:
             read_fd, write_fd = make_pipe()
             try:
                 try:
-                    process = await anyio.open_process(argv, stdin=None, stdout=write_fd, stderr=errors, env=env)
+                    process = await open_tool(argv, stdin=None, stdout=write_fd, stderr=errors, env=env)
                 except OSError as exc:
                     raise SourceError(f"cannot run pg_basebackup: {exc.strerror or exc}") from exc
                 finally:
@@ -250,8 +252,7 @@ class PhysicalSource:
                     self._record(job, facts, watcher.members)
                 finally:
                     with anyio.CancelScope(shield=True):
-                        if process.returncode is None:
-                            process.kill()
+                        kill_tool(process)
                         await process.aclose()
             finally:
                 os.close(read_fd)

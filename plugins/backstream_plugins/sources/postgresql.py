@@ -42,8 +42,10 @@ from backstream import (
     file_sink,
     file_source,
     hookimpl,
+    kill_tool,
     make_pipe,
     missing_dependency,
+    open_tool,
     primary_error,
     split,
 )
@@ -316,7 +318,7 @@ async def _run_tool(
     """Start a tool; on leaving, kill it if it still runs (a consumer stopped or failed)."""
     read_fd, write_fd = os.pipe()
     try:
-        process = await anyio.open_process(argv, stdin=stdin, stdout=stdout, stderr=write_fd, env=dict(env))
+        process = await open_tool(argv, stdin=stdin, stdout=stdout, stderr=write_fd, env=dict(env))
     except BaseException as exc:  # also a cancellation: the read end would leak
         os.close(read_fd)
         if isinstance(exc, OSError):
@@ -329,8 +331,7 @@ async def _run_tool(
         yield tool
     finally:
         with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
+            kill_tool(process)
             try:
                 await process.aclose()
             except (anyio.BrokenResourceError, OSError):
