@@ -314,6 +314,33 @@ def test_kill_9_during_a_backup_commits_nothing_and_the_next_backup_recovers_the
     assert list((Path(repo) / "locks").glob("*.json")) == []
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_during_a_backup_stops_it_cleanly_like_ctrl_c(
+    tmp_path: Path, repo: str, env: dict[str, str], stop: signal.Signals
+) -> None:
+    source = make_random_db(tmp_path / "big.db", mib=48)
+    before = listed_ids(repo, env)
+    argv = [sys.executable, "-m", "backstream.cli.main", "backup", sqlite_url(source), "--repo", repo]
+    process = subprocess.Popen(
+        [*argv, "--compress", "zstd:19"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in Path(repo).glob("backups/*/data/*") if p.stat().st_size > 2**20]:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + stop
+    assert err.decode().strip().splitlines()[-1] == f"backstream: stopped by {stop.name}"
+    assert "Traceback" not in err.decode()
+    assert listed_ids(repo, env) == before
+    assert list((Path(repo) / "locks").glob("*.json")) == []  # released, not left to go stale
+    assert [p for p in Path(repo).glob("backups/*/data/*")] == []  # the partial object was removed
+
+
 # --- job files and the demo --------------------------------------------------------------------
 
 

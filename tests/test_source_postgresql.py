@@ -430,8 +430,7 @@ def test_a_cancelled_dump_kills_what_the_dump_tool_started_too(
     bindir.mkdir()
     wrapper = bindir / "pg_dump"  # a wrapper that leaves a helper process running beside pg_dump
     wrapper.write_text(
-        '#!/bin/sh\ncase "$1" in --version) ;; *) sleep 300 & ;; esac\n'
-        f'exec {postgres_server.bindir}/pg_dump "$@"\n'
+        f'#!/bin/sh\ncase "$1" in --version) ;; *) sleep 300 & ;; esac\nexec {postgres_server.bindir}/pg_dump "$@"\n'
     )
     wrapper.chmod(0o755)
     below: list[int] = []
@@ -448,6 +447,39 @@ def test_a_cancelled_dump_kills_what_the_dump_tool_started_too(
 
     anyio.run(main)
     assert len(below) == 2  # pg_dump and its sleep
+    assert all(process_gone(pid) for pid in below)
+
+
+def test_sigterm_to_a_backup_kills_its_dump_tool_and_what_that_started(
+    postgres_server: PostgresServer, pg_awkward_db: str, tmp_path: Path
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "pg_dump"  # slow to start, and leaves a helper process beside pg_dump
+    wrapper.write_text(
+        '#!/bin/sh\ncase "$1" in --version) ;; *) sleep 300 & sleep 30 ;; esac\n'
+        f'exec {postgres_server.bindir}/pg_dump "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("BACKSTREAM_REPO", "BACKSTREAM_PASSPHRASE")}
+    env["BACKSTREAM_AUDIT_LOG"] = str(tmp_path / "audit.log")
+    repo = str(tmp_path / "repo")
+    run = [sys.executable, "-m", "backstream.cli.main"]
+    subprocess.run([*run, "init", "--repo", repo], env=env, check=True, capture_output=True)
+    url = postgres_server.url(pg_awkward_db)
+    process = subprocess.Popen(
+        [*run, "backup", url, "--repo", repo, "-o", f"bindir={bindir}"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(below := descendants(process.pid)) < 3:  # the wrapper, its sleep 300 and sleep 30
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
     assert all(process_gone(pid) for pid in below)
 
 
@@ -666,6 +698,27 @@ RESTORE_AND_DIE = textwrap.dedent(
     anyio.run(PostgresFactory().open(sys.argv[1], {}).restore, data(), JobContext("r"))
     """
 )
+
+
+def test_a_tool_that_gets_no_password_fails_at_once_instead_of_asking(
+    postgres_server: PostgresServer, dumps: dict[str, list[bytes]], tmp_path: Path
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    psql = bindir / "psql"  # as if ~/.pgpass served psycopg but not the tool
+    psql.write_text(f'#!/bin/sh\nunset PGPASSWORD\nexec {postgres_server.bindir}/psql "$@"\n')
+    psql.chmod(0o755)
+    target = postgres_server.unique_name("nopass")
+    try:
+
+        async def main() -> None:
+            source = open_source(postgres_server.url(target), bindir=str(bindir))
+            await source.restore(replay(dumps["plain"]), JobContext("r"))
+
+        with pytest.raises(SourceError, match=r"psql failed .*no password supplied"):
+            anyio.run(main)
+    finally:
+        postgres_server.drop_database(target)
 
 
 def test_restore_process_killed_midway_commits_nothing(

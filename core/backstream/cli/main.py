@@ -6,11 +6,14 @@ Each command module exposes ``NAME``, ``HELP``, ``configure(parser)`` and ``run(
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType, ModuleType
 from typing import NoReturn
 
 from backstream.errors import BackstreamError
@@ -88,17 +91,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
+    received: list[int] = []
     try:
-        code: int = args._run(args)
+        with _stop_signals_interrupt(received):
+            code: int = args._run(args)
         return code
     except BackstreamError as exc:
         print(f"backstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        if received:
+            name = signal.Signals(received[0]).name
+            print(f"backstream: stopped by {name}", file=sys.stderr)
+            return 128 + received[0]
         print("backstream: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 141
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a command the way Ctrl-C does: the job is cancelled, so its dump tools
+(each in a process group of its own, see backstream.tools) are killed, partial objects are
+removed and the repository lock is released, instead of the process dying on the spot."""
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt(received: list[int]) -> Iterator[None]:
+    """While the command runs, turn SIGTERM and SIGHUP into SIGINT (remembering which came)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)  # asyncio's runner cancels the job; else KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -213,7 +214,8 @@ class PhysicalSource:
             )
         psycopg = _psycopg()
         conninfo = str(psycopg.conninfo.make_conninfo("", **self._params))
-        argv = [self._tool(), "-d", conninfo, "-D", "-", "-Ft", "-X", self._wal, "-v", "-c", self._checkpoint]
+        argv = [self._tool(), "--no-password", "-d", conninfo, "-D", "-", "-Ft", "-X", self._wal]
+        argv += ["-v", "-c", self._checkpoint]
         argv += ["-l", f"backstream {job.job_id}"]
         if self._max_rate:
             argv += ["-r", self._max_rate]
@@ -225,7 +227,7 @@ class PhysicalSource:
             read_fd, write_fd = make_pipe()
             try:
                 try:
-                    process = await open_tool(argv, stdin=None, stdout=write_fd, stderr=errors, env=env)
+                    process = await open_tool(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=errors, env=env)
                 except OSError as exc:
                     raise SourceError(f"cannot run pg_basebackup: {exc.strerror or exc}") from exc
                 finally:

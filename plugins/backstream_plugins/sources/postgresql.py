@@ -1,7 +1,8 @@
 """The ``postgresql`` source: logical backups with pg_dump (plain, custom, directory) and restores.
 
 psycopg does the control work (connection check, server version, WAL LSNs, target checks); the
-PostgreSQL client tools move the data. Passwords reach the tools only through PGPASSWORD.
+PostgreSQL client tools move the data. Passwords reach the tools only through PGPASSWORD; the
+tools run with --no-password, so a missing password fails at once instead of waiting for a prompt.
 
 URL: ``postgresql://user[:password]@host:port/dbname[?libpq-params]`` (``postgres://`` too);
 without a password in the URL, libpq's PGPASSWORD, ~/.pgpass and PG* environment apply.
@@ -195,7 +196,13 @@ def data_dump_command(url: str) -> tuple[list[str], dict[str, str]]:
     the way backups run pg_dump; the password stays in the environment."""
     conn = _Conn(url)
     settings = _settings({})
-    argv = [_tool_path("pg_dump", settings), "--data-only", "--format=plain", "--dbname=" + conn.conninfo()]
+    argv = [
+        _tool_path("pg_dump", settings),
+        "--data-only",
+        "--format=plain",
+        "--no-password",
+        "--dbname=" + conn.conninfo(),
+    ]
     return argv, conn.dump_env(settings)
 
 
@@ -402,7 +409,13 @@ class PostgresSource:
             raise ConfigError("the directory format produces several files: use dump_files(), not dump()")
         pg_dump = _tool_path("pg_dump", settings)
         dbname = await self._record_start(job, settings, fmt, pg_dump)
-        argv = [pg_dump, "--format=" + fmt, *self._dump_flags(settings, fmt), "--dbname=" + self._conn.conninfo(dbname)]
+        argv = [
+            pg_dump,
+            "--format=" + fmt,
+            *self._dump_flags(settings, fmt),
+            "--no-password",
+            "--dbname=" + self._conn.conninfo(dbname),
+        ]
         read_fd, write_fd = make_pipe()
         try:
             tool_context = _run_tool(
@@ -454,6 +467,7 @@ class PostgresSource:
                 f"--jobs={settings.jobs}",
                 *self._dump_flags(settings, fmt),
                 "--file=" + str(out),
+                "--no-password",
                 "--dbname=" + self._conn.conninfo(dbname),
             ]
             env = self._conn.dump_env(settings)
@@ -725,6 +739,7 @@ class PostgresSource:
             "--quiet",
             "--set=ON_ERROR_STOP=1",
             "--file=-",
+            "--no-password",
             "--dbname=" + self._conn.conninfo(dbname),
         ]
         async with _run_tool(
@@ -793,6 +808,7 @@ class PostgresSource:
             f"--jobs={settings.jobs}",
             "--exit-on-error",
             *self._restore_flags(settings),
+            "--no-password",
             "--dbname=" + self._conn.conninfo(dbname),
             str(path),
         ]
