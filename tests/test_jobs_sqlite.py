@@ -146,6 +146,20 @@ def test_encrypted_round_trip(plugins: Plugins, awkward_db: Path, repo: str, tmp
     assert table_checksums(target) == table_checksums(awkward_db)
 
 
+def test_a_job_that_fails_early_leaves_no_prepared_key_for_the_next_job(
+    plugins: Plugins, awkward_db: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = KeyOptions(provider_options={})  # no options: the providers as registered, as the CLI has them
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "old passphrase")
+    with pytest.raises(RepositoryError):  # fails after its key was prepared, before any wrap
+        do_backup(plugins, awkward_db, str(tmp_path / "not-a-repository"), encrypt=["passphrase"], keys=keys)
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "new passphrase")
+    manifest = do_backup(plugins, awkward_db, repo, encrypt=["passphrase"], keys=keys)
+    target = tmp_path / "decrypted.db"
+    do_restore(plugins, manifest.backup_id, repo, target, keys=keys)  # with the new passphrase
+    assert table_checksums(target) == table_checksums(awkward_db)
+
+
 @pytest.mark.parametrize("codec", ["zstd:3", "gzip:6", "bz2", "xz", "lz4", "none"])
 def test_every_compressor_round_trips(plugins: Plugins, tmp_path: Path, repo: str, codec: str) -> None:
     source = make_awkward_db(tmp_path / "small.db", blob_mib=1)
