@@ -25,8 +25,10 @@ def kill_tool(process: Process) -> None:
     """SIGKILL a tool from ``open_tool`` and every process of its group, if it still runs.
 
     Only while the tool is not reaped: its pid (= the group's id) cannot be reused until then.
-    A process not started by ``open_tool`` (no group of its own) is killed alone."""
-    if process.returncode is not None:
+    (asyncio's child watcher may have reaped it before ``returncode`` is set; ``waitid`` with
+    WNOWAIT asks the kernel without reaping.) A process not started by ``open_tool`` (no group
+    of its own) is killed alone."""
+    if process.returncode is not None or not _unreaped(process.pid):
         return
     try:
         os.killpg(process.pid, signal.SIGKILL)
@@ -37,3 +39,12 @@ def kill_tool(process: Process) -> None:
         process.kill()
     except ProcessLookupError:
         pass
+
+
+def _unreaped(pid: int) -> bool:
+    """True while ``pid`` is our child, running or a zombie (its pid is still ours)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
