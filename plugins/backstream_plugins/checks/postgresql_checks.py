@@ -20,6 +20,9 @@ from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl
 from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
 
 READ_SIZE = 256 * 1024
+KEY_FORMAT = 2
+"""Catalogs recorded since table keys quote names that hold a dot (``catalog_key``); an older
+catalog (no ``key_format``) is compared through ``legacy_keys``, the keys as they were then."""
 
 LEVELS = ("quick", "standard", "comprehensive")
 USER_TABLES = """
@@ -85,10 +88,13 @@ def describe(
     with _connect(url) as conn:
         try:
             tables: dict[str, Any] = {}
+            legacy: dict[str, str] = {}  # key -> how backstream keyed it before KEY_FORMAT 2
             for schema, table in conn.execute(USER_TABLES).fetchall():
                 info: dict[str, Any] = {}
                 key = catalog_key(schema, table)
                 tables[key] = info
+                if key != f"{schema}.{table}":
+                    legacy[key] = f"{schema}.{table}"
                 if level == "quick":
                     continue
                 name = _qualified(schema, table)
@@ -114,7 +120,10 @@ def describe(
                         f"SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
                         f"FROM (SELECT md5(t::text) AS h FROM {name} t) rows"
                     ).fetchone()[0]
-            return {"engine": "postgresql", "tables": tables}
+            result: dict[str, Any] = {"engine": "postgresql", "key_format": KEY_FORMAT, "tables": tables}
+            if legacy:
+                result["legacy_keys"] = legacy
+            return result
         except psycopg.Error as exc:
             raise SourceError(f"cannot inspect the database: {' '.join(str(exc).split())}") from exc
 
