@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.codecs import MemberDecoder
     from backstream.crypto import (
         AuditLog,
+        CryptographyAead,
         Decryption,
         Encryptor,
         Header,
@@ -83,6 +84,7 @@ _LAZY: dict[str, str] = {
     "rechunk": "backstream.chunks",
     "split": "backstream.chunks",
     "AuditLog": "backstream.crypto",
+    "CryptographyAead": "backstream.crypto",
     "Decryption": "backstream.crypto",
     "Encryptor": "backstream.crypto",
     "Header": "backstream.crypto",
@@ -182,6 +184,7 @@ __all__ = [
     "MemberDecoder",
     "Aead",
     "AuditLog",
+    "CryptographyAead",
     "Decryption",
     "Encryptor",
     "Header",

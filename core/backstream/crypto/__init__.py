@@ -3,6 +3,7 @@
 Cipher suites and key providers are plugins; this package is the format they plug into.
 """
 
+from backstream.crypto.aead import CryptographyAead
 from backstream.crypto.audit import AUDIT_ENV, AuditLog, default_audit_path
 from backstream.crypto.envelope import (
     Decryption,
@@ -57,6 +58,7 @@ __all__ = [
     "TAG_SIZE",
     "VERSION",
     "AuditLog",
+    "CryptographyAead",
     "Decryption",
     "Encryptor",
     "Header",

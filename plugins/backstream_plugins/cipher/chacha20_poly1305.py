@@ -7,25 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backstream import Aead, IntegrityError, Register, hookimpl
-
-
-class _ChaCha20Poly1305:
-    def __init__(self, key: bytes) -> None:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-        self._impl = ChaCha20Poly1305(key)
-        self._invalid_tag = InvalidTag
-
-    def encrypt(self, nonce: bytes, data: bytes | bytearray | memoryview, associated_data: bytes | None) -> bytes:
-        return self._impl.encrypt(nonce, data, associated_data)
-
-    def decrypt(self, nonce: bytes, data: bytes | bytearray | memoryview, associated_data: bytes | None) -> bytes:
-        try:
-            return self._impl.decrypt(nonce, data, associated_data)
-        except self._invalid_tag:
-            raise IntegrityError("chacha20-poly1305 authentication failed") from None
+from backstream import Aead, CryptographyAead, Register, hookimpl
 
 
 class ChaCha20Poly1305Suite:
@@ -33,7 +15,9 @@ class ChaCha20Poly1305Suite:
     suite_id = 1
 
     def aead(self, key: bytes) -> Aead:
-        return _ChaCha20Poly1305(key)
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        return CryptographyAead(ChaCha20Poly1305(key), self.name)
 
 
 @hookimpl
