@@ -41,8 +41,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     create.add_argument("key_ref", nargs="?", metavar="KEYREF", help="where to create the key, e.g. local:PATH")
     create.add_argument("--keystore", dest="create_keystore", metavar="PATH", help="same as KEYREF local:PATH")
+    create.add_argument(
+        "--kind",
+        choices=("symmetric", "x25519"),
+        default="symmetric",
+        help="local keys: a symmetric key (default), or an X25519 key pair whose public half encrypts "
+        "without the passphrase (docs/keys.md)",
+    )
     add_key_options(create, kdf=True, keystore=False)
     create.set_defaults(_keys=_create)
+
+    export = commands.add_parser(
+        "export-public",
+        help="write a keystore holding only the public halves of a keystore's X25519 keys",
+        description=_doc(_export_public),
+    )
+    export.add_argument("key_ref", metavar="KEYREF", help="the full keystore, local:PATH")
+    export.add_argument("-o", "--output", required=True, metavar="PATH", help="the public keystore to write")
+    add_key_options(export, kdf=False, keystore=False)
+    export.set_defaults(_keys=_export_public)
 
     rotate = commands.add_parser("rotate", help="re-wrap an object's data key for new keys", description=_doc(_rotate))
     rotate.add_argument("-i", "--input", default=STDIO, metavar="IN", help="encrypted object (default: stdin)")
@@ -90,7 +107,10 @@ async def _create(args: argparse.Namespace, plugins: Plugins) -> int:
         raise ConfigError("give either KEYREF or --keystore PATH")
     key_ref = args.key_ref or f"local:{os.path.abspath(args.create_keystore)}"
     scheme = scheme_of(key_ref)
-    providers = key_providers(plugins.kms(), provider_options(args))
+    options = provider_options(args)
+    if args.kind != "symmetric":
+        options["key_kind"] = args.kind
+    providers = key_providers(plugins.kms(), options)
     provider = providers.get(scheme)
     if provider is None:
         raise ConfigError(f"unknown key provider {scheme!r} (known: {', '.join(sorted(providers))})")
@@ -102,6 +122,21 @@ async def _create(args: argparse.Namespace, plugins: Plugins) -> int:
     created: str = await create(key_ref)
     key_id = created.rpartition("#")[2] if "#" in created else None
     await audit_log(args).record("create", scheme=scheme, key_ref=created, key_id=key_id)
+    print(created)
+    return 0
+
+
+async def _export_public(args: argparse.Namespace, plugins: Plugins) -> int:
+    """Write a keystore with only the public halves of KEYREF's X25519 keys (no passphrase needed)
+    and print the key reference to back up with. A host that holds only this file can make
+    encrypted backups but cannot read them, nor any other object of those keys."""
+    scheme = scheme_of(args.key_ref)
+    provider = key_providers(plugins.kms(), provider_options(args)).get(scheme)
+    export = getattr(provider, "export_public", None)
+    if export is None:
+        raise ConfigError(f"the {scheme!r} provider has no public keys to export")
+    created: str = await export(args.key_ref, args.output)
+    await audit_log(args).record("export-public", scheme=scheme, key_ref=created, key_id=created.rpartition("#")[2])
     print(created)
     return 0
 
