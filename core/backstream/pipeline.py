@@ -23,12 +23,12 @@ from backstream.chunks import CHUNK_SIZE, split
 from backstream.errors import primary_error
 from backstream.protocols import BlockingChunks, ByteSink, ByteSource, ByteWriter, Codec
 
-BATCH_BYTES = 512 * 1024
+BATCH_BYTES = 256 * 1024
 """Stages pass batches: lists of chunks (each non-empty, at most CHUNK_SIZE) of about this many
 bytes in all. A batch is the unit of hand-off between stages, so the cost of a hand-off (a lock,
-sometimes a wake-up of the event loop) is paid once per 512 KiB, not once per 64 KiB chunk.
-(1 MiB was no faster for a 268 MB PostgreSQL backup and held ~4 MiB more at its peak; 256 KiB
-began to cost time.)"""
+sometimes a wake-up of the event loop) is paid once per 256 KiB, not once per 64 KiB chunk.
+Measured on a 268 MB PostgreSQL backup: 1 MiB, 512 KiB and 256 KiB take the same time within
+1-2%, and each halving holds ~2-4 MiB less at the peak (benchmarks/README.md)."""
 
 LINK_BATCHES = 2
 """Batches buffered between two stages (memory per link <= about LINK_BATCHES * BATCH_BYTES)."""
