@@ -55,8 +55,14 @@ VARIANTS: dict[str, list[str]] = {
     "backstream (defaults)": [],
     "backstream --catalog off": ["--catalog", "off"],
     "backstream --kdf-param m=8192": ["--kdf-param", "m=8192"],
+    "backstream --encrypt local:PUBLIC (X25519)": ["--encrypt", "{public}"],
 }
-"""Backup variants, each ``backstream backup URL --repo R --compress zstd:3 --encrypt passphrase`` + these."""
+"""Backup variants, each ``backstream backup URL --repo R --compress zstd:3 --encrypt passphrase`` + these
+(a variant with its own ``--encrypt`` replaces the passphrase; ``{public}`` is the reference of an
+X25519 key's public export, made by the script, whose full keystore the restores get)."""
+
+KEYS: dict[str, str] = {}
+"""``public``: the key reference of the public export; ``full``: the full keystore's path."""
 
 
 # --- measuring a child process -----------------------------------------------------------------
@@ -208,9 +214,19 @@ def bs_env() -> dict[str, str]:
     return env
 
 
+def make_keys(work: Path) -> None:
+    """An X25519 key in a full keystore (passphrase PASSPHRASE) and its public export."""
+    full, public = work / "keystore.json", work / "public.json"
+    run = functools.partial(subprocess.run, env=bs_env(), check=True, capture_output=True, text=True)
+    run([BACKSTREAM, "keys", "create", "--keystore", str(full), "--kind", "x25519"])
+    KEYS["public"] = run([BACKSTREAM, "keys", "export-public", f"local:{full}", "-o", str(public)]).stdout.strip()
+    KEYS["full"] = str(full)
+
+
 def bs_backup(server: PostgresServer, dbname: str, repo: Path, extra: Sequence[str]) -> dict[str, Any]:
     argv = [BACKSTREAM, "backup", server.url(dbname), "--repo", str(repo), "--compress", "zstd:3"]
-    argv += ["--encrypt", "passphrase", "--json", *extra]
+    extra = [arg.format(**KEYS) for arg in extra]
+    argv += ([] if "--encrypt" in extra else ["--encrypt", "passphrase"]) + ["--json", *extra]
     result = measure(argv, env=bs_env())
     result["backup_id"] = json.loads(result["stdout"])["backup_id"]
     return result
@@ -218,6 +234,7 @@ def bs_backup(server: PostgresServer, dbname: str, repo: Path, extra: Sequence[s
 
 def bs_restore(server: PostgresServer, repo: Path, backup_id: str, dbname: str) -> dict[str, Any]:
     argv = [BACKSTREAM, "restore", backup_id, "--repo", str(repo), "--to", server.url(dbname), "--json"]
+    argv += ["--keystore", KEYS["full"]]
     return measure(argv, env=bs_env())
 
 
@@ -278,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"facts: {facts}", flush=True)
             repo = work / "repo"
             subprocess.run([BACKSTREAM, "init", "--repo", str(repo)], check=True, capture_output=True)
+            make_keys(work)
             shell_file = work / "dump.sql.zst.enc"
             ids: dict[str, str] = {}
             for rep in range(args.reps):  # interleaved: drift hits every method alike
