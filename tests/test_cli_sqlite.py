@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fixtures.s3 import S3Bucket
@@ -314,21 +315,54 @@ def test_kill_9_during_a_backup_commits_nothing_and_the_next_backup_recovers_the
     assert list((Path(repo) / "locks").glob("*.json")) == []
 
 
+def _backup_until_midway(
+    tmp_path: Path, repo: str, env: dict[str, str], preexec: Any = None
+) -> subprocess.Popen[bytes]:
+    source = make_random_db(tmp_path / "big.db", mib=48)
+    argv = [sys.executable, "-m", "backstream.cli.main", "backup", sqlite_url(source), "--repo", repo]
+    process = subprocess.Popen(
+        [*argv, "--compress", "zstd:19"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec
+    )
+    deadline = time.monotonic() + 120
+    while not [p for p in Path(repo).glob("backups/*/data/*") if p.stat().st_size > 2**20]:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    return process
+
+
+def test_a_sigterm_that_the_caller_ignores_stays_ignored(tmp_path: Path, repo: str, env: dict[str, str]) -> None:
+    process = _backup_until_midway(tmp_path, repo, env, lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    try:
+        process.send_signal(signal.SIGTERM)  # as under `trap '' TERM` (or nohup, for SIGHUP)
+        process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert len(listed_ids(repo, env)) == 1
+
+
+def test_sigterm_stops_a_backup_whose_sigint_is_ignored(tmp_path: Path, repo: str, env: dict[str, str]) -> None:
+    before = listed_ids(repo, env)
+    process = _backup_until_midway(tmp_path, repo, env, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        process.send_signal(signal.SIGTERM)  # a background job of a script: `backstream backup ... &`
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err.decode()
+    assert listed_ids(repo, env) == before
+    assert list((Path(repo) / "locks").glob("*.json")) == []
+    assert [p for p in Path(repo).glob("backups/*/data/*")] == []
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_or_sighup_during_a_backup_stops_it_cleanly_like_ctrl_c(
     tmp_path: Path, repo: str, env: dict[str, str], stop: signal.Signals
 ) -> None:
-    source = make_random_db(tmp_path / "big.db", mib=48)
     before = listed_ids(repo, env)
-    argv = [sys.executable, "-m", "backstream.cli.main", "backup", sqlite_url(source), "--repo", repo]
-    process = subprocess.Popen(
-        [*argv, "--compress", "zstd:19"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = _backup_until_midway(tmp_path, repo, env)
     try:
-        deadline = time.monotonic() + 120
-        while not [p for p in Path(repo).glob("backups/*/data/*") if p.stat().st_size > 2**20]:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.05)
         process.send_signal(stop)
         _, err = process.communicate(timeout=60)
     finally:

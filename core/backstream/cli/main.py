@@ -47,7 +47,6 @@ COMMANDS: tuple[str, ...] = (
 """Command modules, in the order ``--help`` lists them."""
 
 
-
 def command_module(name: str) -> str | None:
     """The module of command ``name`` (``wal-push`` -> ``backstream.cli.cmd_wal_push``), if it exists."""
     module = "backstream.cli.cmd_" + name.replace("-", "_")
@@ -118,16 +117,27 @@ removed and the repository lock is released, instead of the process dying on the
 
 @contextlib.contextmanager
 def _stop_signals_interrupt(received: list[int]) -> Iterator[None]:
-    """While the command runs, turn SIGTERM and SIGHUP into SIGINT (remembering which came)."""
+    """While the command runs, let SIGTERM and SIGHUP do what Ctrl-C does (remembering which came).
+
+    Only signals left at their default action are taken over: one that the caller ignores
+    (``nohup``, ``trap '' TERM``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        signal.raise_signal(signal.SIGINT)  # asyncio's runner cancels the job; else KeyboardInterrupt
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):  # asyncio's runner (cancels the job), or Python's default handler
+            on_sigint(signal.SIGINT, frame)
+        else:  # SIGINT ignored or default: stop all the same
+            raise KeyboardInterrupt
 
-    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    previous = {
+        number: signal.signal(number, interrupt)
+        for number in STOP_SIGNALS
+        if signal.getsignal(number) == signal.SIG_DFL
+    }
     try:
         yield
     finally:

@@ -47,9 +47,14 @@ def prepared_providers(
     ``encrypting_transform``; a provider without ``prepare`` simply does its work in ``wrap``."""
     providers = key_providers(plugins.kms(), (keys or KeyOptions()).provider_options)
     for ref in key_refs:
-        prepare = getattr(providers.get(scheme_of(ref)), "prepare", None)
-        if prepare is not None:
-            prepare(ref)
+        scheme = scheme_of(ref)
+        provider = providers.get(scheme)
+        if getattr(provider, "prepare", None) is None:
+            continue
+        configure = getattr(provider, "configure", None)
+        if configure is not None:  # a copy of the job's own: a prepared key must not outlive the job
+            provider = providers[scheme] = configure({})
+        provider.prepare(ref)  # type: ignore[union-attr]
     return providers
 
 
