@@ -44,9 +44,12 @@ def _create(path: Path, kind: str = "x25519") -> str:
         del os.environ["KS_TEST_PASS"]
 
 
-def _export(full: Path, out: Path) -> str:
+def _export(full: Path | str, out: Path, *, force: bool = False) -> str:
+    ref = full if isinstance(full, str) else f"local:{full}"
+
     async def main() -> str:
-        exported: str = await providers()["local"].export_public(f"local:{full}", str(out))  # type: ignore[attr-defined]
+        local = providers()["local"]
+        exported: str = await local.export_public(ref, str(out), force=force)  # type: ignore[attr-defined]
         return exported
 
     return anyio.run(main)
@@ -63,7 +66,7 @@ def test_a_new_x25519_key_is_pinned_by_its_id_and_its_private_half_is_sealed(tmp
     (key,) = store["keys"]
     assert ref == f"local:{path}#{key['id']}" and key["id"] == store["default_key"]
     assert key["kind"] == "x25519"
-    assert key["id"] == "x-" + hashlib.sha256(bytes.fromhex(key["public"])).hexdigest()[:16]
+    assert key["id"] == "x-" + hashlib.sha256(bytes.fromhex(key["public"])).hexdigest()[:32]  # 128 bits pin it
     assert len(bytes.fromhex(key["sealed_private"])) == 32 + 16 and "sealed_kek" not in key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -128,6 +131,53 @@ def test_exporting_a_keystore_whose_default_key_is_symmetric_is_refused(tmp_path
     _create(full, kind="symmetric")
     with pytest.raises(ConfigError, match="is symmetric and cannot be exported"):
         _export(full, tmp_path / "public.json")
+
+
+def test_an_x25519_key_named_in_the_reference_is_exported_even_if_not_the_default(tmp_path: Path) -> None:
+    full, public = tmp_path / "ks.json", tmp_path / "public.json"
+    x25519 = _create(full)
+    _create(full, kind="symmetric")  # now the default
+    key_id = x25519.rpartition("#")[2]
+    assert _export(x25519, public) == f"local:{public}#{key_id}"
+    assert json.loads(public.read_text())["default_key"] == key_id
+
+
+def test_an_export_never_replaces_a_keystore_with_private_keys(tmp_path: Path) -> None:
+    full, public, other = tmp_path / "ks.json", tmp_path / "public.json", tmp_path / "other.json"
+    _create(full)
+    _create(other)
+    before = full.read_bytes()
+    with pytest.raises(ConfigError, match="the keystore itself"):
+        _export(full, full, force=True)
+    with pytest.raises(ConfigError, match="holds private keys"):
+        _export(full, other, force=True)
+    assert full.read_bytes() == before
+    _export(full, public)
+    with pytest.raises(ConfigError, match="exists: choose another path, or --force"):
+        _export(full, public)
+    _export(full, public, force=True)  # an earlier public export may be replaced
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("public", int("1" * 64)),  # a number, not hex text
+        ("public", "ab" * 31),  # 31 bytes
+        ("nonce", "00" * 11),
+        ("sealed_private", "00" * 47),
+    ],
+)
+def test_a_crafted_keystore_entry_is_refused_in_one_line(
+    tmp_path: Path, field: str, value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ks.json"
+    ref = _create(path)
+    store = json.loads(path.read_text())
+    store["keys"][0][field] = value
+    path.write_text(json.dumps(store))
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", PASS)
+    with pytest.raises(ConfigError, match="not a valid backstream keystore"):
+        anyio.run(lambda: encrypt(b"x", [ref], provider_map=providers()))
 
 
 def test_keys_cannot_be_added_to_a_public_export(tmp_path: Path) -> None:
@@ -228,3 +278,14 @@ def test_cli_backup_to_a_public_export_without_a_passphrase_restores_with_the_ke
     cli("restore", backup_id, "--repo", repo, "--to", f"sqlite://{target}", "--keystore", str(full), env=with_pass)
     with sqlite3.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1000
+
+
+def test_cli_refuses_an_x25519_kind_for_another_provider_and_an_export_over_its_keystore(tmp_path: Path) -> None:
+    env = {**make_env(tmp_path), "BACKSTREAM_PASSPHRASE": PASS}
+    wrong = cli("keys", "create", "aws-kms:alias/x", "--kind", "x25519", env=env, expect=2)
+    assert "makes keys in local keystores only" in wrong.stderr
+    full = tmp_path / "ks.json"
+    cli("keys", "create", "--keystore", str(full), "--kind", "x25519", "--kdf-param", "m=1024", env=env)
+    refused = cli("keys", "export-public", f"local:{full}", "-o", str(full), "--force", env=env, expect=2)
+    assert refused.stderr.startswith("backstream: error: cannot export to") and "Traceback" not in refused.stderr
+    assert "sealed_private" in full.read_text()

@@ -58,6 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     export.add_argument("key_ref", metavar="KEYREF", help="the full keystore, local:PATH")
     export.add_argument("-o", "--output", required=True, metavar="PATH", help="the public keystore to write")
+    export.add_argument(
+        "--force", action="store_true", help="replace PATH if it is an earlier public export (never a full keystore)"
+    )
     add_key_options(export, kdf=False, keystore=False)
     export.set_defaults(_keys=_export_public)
 
@@ -109,6 +112,8 @@ async def _create(args: argparse.Namespace, plugins: Plugins) -> int:
     scheme = scheme_of(key_ref)
     options = provider_options(args)
     if args.kind != "symmetric":
+        if scheme != "local":
+            raise ConfigError(f"--kind {args.kind} makes keys in local keystores only, not for {scheme!r}")
         options["key_kind"] = args.kind
     providers = key_providers(plugins.kms(), options)
     provider = providers.get(scheme)
@@ -135,7 +140,7 @@ async def _export_public(args: argparse.Namespace, plugins: Plugins) -> int:
     export = getattr(provider, "export_public", None)
     if export is None:
         raise ConfigError(f"the {scheme!r} provider has no public keys to export")
-    created: str = await export(args.key_ref, args.output)
+    created: str = await export(args.key_ref, args.output, force=args.force)
     await audit_log(args).record("export-public", scheme=scheme, key_ref=created, key_id=created.rpartition("#")[2])
     print(created)
     return 0

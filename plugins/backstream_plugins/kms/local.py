@@ -43,11 +43,11 @@ ZERO_NONCE = bytes(12)
 """The nonce of an X25519 wrap: every wrap key is new (a new ephemeral key pair per stanza)."""
 KINDS = ("symmetric", "x25519")
 """Key kinds ``keys create`` makes: a 32-byte KEK (ids ``k-``), or an X25519 key pair (ids ``x-``,
-the first 8 bytes of the public key's sha256, so a key id pins its public key)."""
+the first 16 bytes of the public key's sha256, so a key id pins its public key)."""
 PASSPHRASE_ENVS = ("BACKSTREAM_KEYSTORE_PASSPHRASE", "BACKSTREAM_PASSPHRASE")
 MAX_KEYSTORE_BYTES = 1 << 20
 
-_KEY_ID = re.compile(r"[kx]-[0-9a-f]{16}")
+_KEY_ID = re.compile(r"k-[0-9a-f]{16}|x-[0-9a-f]{32}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 
 OPTIONS = (
@@ -131,20 +131,24 @@ class LocalKeystoreProvider:
         self._keks[(str(path), key_id)] = secret
         return f"{SCHEME}:{path}#{key_id}"
 
-    async def export_public(self, key_ref: str, out: str) -> str:
-        """Write to ``out`` a keystore with the public halves of ``key_ref``'s keystore's X25519
-        keys only (its default key must be one): enough to make backups, not to read them.
-        Returns the reference to encrypt with, ``local:OUT#KEY_ID``."""
-        path, _ = _parse_ref(key_ref)
+    async def export_public(self, key_ref: str, out: str, *, force: bool = False) -> str:
+        """Write to ``out`` a keystore with the public halves of the X25519 keys of ``key_ref``'s
+        keystore: enough to make backups, not to read them. Its default key is the one named in
+        ``key_ref`` (``#x-...``), else the keystore's default, which must then be an X25519 key.
+        ``out`` must not exist, unless ``force`` and it is itself a public export (a keystore
+        holding private keys is never overwritten). Returns ``local:OUT#KEY_ID``."""
+        path, key_id = _parse_ref(key_ref)
         target = Path(out).expanduser().absolute()
         store = await anyio.to_thread.run_sync(_load, path, False)
         assert store is not None
-        default = store["default_key"]
+        default = key_id or store["default_key"]
+        _entry(path, store, default)
         if not default.startswith("x-"):
             raise ConfigError(
-                f"the default key of {path} ({default}) is symmetric and cannot be exported: "
-                "create an X25519 key first (backstream keys create --kind x25519)"
+                f"the default key of {path} ({default}) is symmetric and cannot be exported: name an X25519 "
+                "key (local:PATH#x-...) or create one (backstream keys create --kind x25519)"
             )
+        await anyio.to_thread.run_sync(_check_export_target, path, target, force)
         keys = [
             {"id": key["id"], "created_at": key.get("created_at", ""), "kind": "x25519", "public": key["public"]}
             for key in store["keys"]
@@ -301,8 +305,9 @@ def _public_of(private: bytes) -> bytes:
 
 
 def _x25519_id(public: bytes) -> str:
-    """An X25519 key's id: ``x-`` and the first 8 bytes of sha256(public key), in hex."""
-    return "x-" + hashlib.sha256(public).hexdigest()[:16]
+    """An X25519 key's id: ``x-`` and the first 16 bytes of sha256(public key), in hex: pinning it
+    pins the public key (a second key with the same id costs ~2^128 hashes)."""
+    return "x-" + hashlib.sha256(public).hexdigest()[:32]
 
 
 def _x25519_key(shared: bytes, ephemeral: bytes, recipient: bytes, key_id: str) -> bytes:
@@ -383,27 +388,50 @@ def _load(path: Path, missing_ok: bool) -> dict[str, Any] | None:
     return result
 
 
+def _check_export_target(source: Path, target: Path, force: bool) -> None:
+    """A public export never replaces its source or any keystore holding private keys."""
+    if not target.exists():
+        return
+    if target.is_dir() or os.path.samefile(source, target):
+        raise ConfigError(
+            f"cannot export to {target}: it is {'a directory' if target.is_dir() else 'the keystore itself'}"
+        )
+    if not force:
+        raise ConfigError(f"{target} exists: choose another path, or --force to replace an earlier public export")
+    existing = _load(target, False)
+    assert existing is not None
+    if any(_has_secret(key) for key in existing["keys"]):
+        raise ConfigError(f"{target} holds private keys: a public export never replaces it")
+
+
 def _valid_key(key: Mapping[str, Any]) -> bool:
     """A keystore entry: a sealed KEK (``k-``), or an X25519 public key whose sha256 gives its id
-    (``x-``), with its sealed private key or without it (an exported keystore)."""
-    key_id = str(key.get("id", ""))
-    if not _KEY_ID.fullmatch(key_id):
+    (``x-``), with its sealed private key or without it (an exported keystore). Hex fields must be
+    strings of the exact sizes, so a crafted file fails here and not deep inside a key operation."""
+    key_id = key.get("id")
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
         return False
     if key_id.startswith("x-"):
-        public = str(key.get("public", ""))
-        if not re.fullmatch(r"[0-9a-f]{64}", public) or _x25519_id(bytes.fromhex(public)) != key_id:
+        public = key.get("public")
+        if not _hex_of(public, 32) or _x25519_id(bytes.fromhex(str(public))) != key_id:
             return False
         if not _has_secret(key):
             return "kdf" not in key and "nonce" not in key
-        sealed = str(key.get("sealed_private", ""))
+        sealed = key.get("sealed_private")
     else:
-        sealed = str(key.get("sealed_kek", ""))
+        sealed = key.get("sealed_kek")
+    kdf = key.get("kdf")
     return (
-        isinstance(key.get("kdf"), dict)
-        and all(isinstance(v, str) for v in key["kdf"].values())
-        and _HEX.fullmatch(str(key.get("nonce", ""))) is not None
-        and _HEX.fullmatch(sealed) is not None
+        isinstance(kdf, dict)
+        and all(isinstance(v, str) for v in kdf.values())
+        and _hex_of(key.get("nonce"), 12)
+        and _hex_of(sealed, 32 + 16)
     )
+
+
+def _hex_of(value: object, size: int) -> bool:
+    """True when ``value`` is ``size`` bytes in lowercase hex."""
+    return isinstance(value, str) and len(value) == 2 * size and _HEX.fullmatch(value) is not None
 
 
 def _save(path: Path, store: Mapping[str, Any]) -> None:
