@@ -570,3 +570,29 @@ def test_jobs_prepare_the_providers_of_their_key_references_before_the_first_wra
     # a provider without prepare() (local) is simply left to do its work in wrap()
     assert not hasattr(keys["local"], "prepare")
     prepared_providers(crypto_plugins(), [f"local:{tmp_path / 'ks.json'}"], KeyOptions(provider_options=FAST_KDF))
+
+
+def test_one_job_unseals_a_keystore_key_once_for_all_its_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import backstream_plugins.kms.local as local_module
+    from backstream.jobs.encryption import KeyOptions, open_decrypting
+
+    ref = _keystore(tmp_path / "ks.json")
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
+    blobs = [anyio.run(lambda: encrypt(DATA, [ref], provider_map=providers())) for _ in range(3)]
+    derivations: list[object] = []
+    real = local_module.derive_passphrase_key
+    monkeypatch.setattr(local_module, "derive_passphrase_key", lambda *a: derivations.append(a) or real(*a))
+    keys = KeyOptions(provider_options={"keystore": str(tmp_path / "ks.json"), **FAST_KDF})
+
+    plugins = crypto_plugins()
+    assert keys.providers(plugins) is keys.providers(plugins)
+
+    async def main() -> None:
+        for blob in blobs:  # as a restore job opens its objects one after another
+            stage, rest = await open_decrypting(plugins, stream_of(blob), CONTEXT, keys=keys)
+            assert stage.codec.update(b"".join([piece async for piece in rest])) + stage.codec.finish() == DATA
+
+    anyio.run(main)
+    assert len(derivations) == 1  # one Argon2id for three objects

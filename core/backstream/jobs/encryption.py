@@ -20,11 +20,27 @@ DEFAULT_CIPHER = "chacha20-poly1305"
 @dataclass(frozen=True)
 class KeyOptions:
     """How keys are found: the cipher suite for new objects, provider options (``passphrase_file``,
-    ``keystore``, ``kdf.*``, ...) and the audit log (None = the default location)."""
+    ``keystore``, ``kdf.*``, ...) and the audit log (None = the default location).
+
+    One job uses one KeyOptions: its configured providers are made once (``providers``), so a
+    passphrase typed at a prompt or a keystore key unsealed for the first object serves the
+    job's other objects too (a directory-format restore, binlogs replayed one after another)."""
 
     cipher: str = DEFAULT_CIPHER
     provider_options: Mapping[str, str] = field(default_factory=dict)
     audit: AuditLog | None = None
+    _configured: list[tuple[Plugins, dict[str, KeyProvider]]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
+    def providers(self, plugins: Plugins) -> dict[str, KeyProvider]:
+        """The key providers of ``plugins`` configured with ``provider_options``, made on first use."""
+        for owner, providers in self._configured:
+            if owner is plugins:
+                return providers
+        providers = key_providers(plugins.kms(), self.provider_options)
+        self._configured.append((plugins, providers))
+        return providers
 
 
 def encryption_available(plugins: Plugins) -> bool:
@@ -77,7 +93,7 @@ async def encrypting_transform(
     cipher = plugins.ciphers().get(keys.cipher)
     encryptor = await new_encryptor(
         key_refs,
-        providers=providers if providers is not None else key_providers(plugins.kms(), keys.provider_options),
+        providers=providers if providers is not None else keys.providers(plugins),
         cipher=cipher,
         context=context,
         object_name=object_name,
@@ -100,7 +116,7 @@ async def open_decrypting(
     ciphers = [entry.factory for entry in plugins.ciphers() if entry.available]
     decryption = await open_encrypted(
         stored,
-        providers=key_providers(plugins.kms(), keys.provider_options),
+        providers=keys.providers(plugins),
         ciphers=ciphers,
         expect_context=context,
         object_name=object_name,
