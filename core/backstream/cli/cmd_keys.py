@@ -1,4 +1,4 @@
-"""``backstream keys``: create keys (local keystores), rotate keys (a file or a repository), show a header.
+"""``backstream keys``: create keys (local keystores), export public keys, rotate keys, show a header.
 
 Rotation re-wraps the data key and rewrites only the header; the encrypted chunks stay byte-identical.
 """
@@ -29,7 +29,7 @@ from backstream.jobs.rotate import rotate_repository
 from backstream.plugins import Plugins
 
 NAME = "keys"
-HELP = "create keys, rotate the keys of encrypted objects, show object headers"
+HELP = "create keys, export public keys, rotate the keys of encrypted objects, show object headers"
 NEW_PASSPHRASE_ENV = "BACKSTREAM_NEW_PASSPHRASE"
 
 
