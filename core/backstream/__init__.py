@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.mysqlurl import MySQLEndpoint, import_pymysql, mysql_error_text, parse_mysql_url, quote_mysql_ident
     from backstream.optionfile import mysql_password_args
     from backstream.options import check_options, int_option
+    from backstream.pgsession import PgSession, import_psycopg
     from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
     from backstream.pipes import PipeChunks, make_pipe
     from backstream.plugins import Plugins, make_plugin_manager
@@ -131,6 +132,8 @@ _LAZY: dict[str, str] = {
     "Transform": "backstream.pipeline",
     "Plugins": "backstream.plugins",
     "make_pipe": "backstream.pipes",
+    "PgSession": "backstream.pgsession",
+    "import_psycopg": "backstream.pgsession",
     "kill_tool": "backstream.tools",
     "open_tool": "backstream.tools",
     "make_plugin_manager": "backstream.plugins",
@@ -250,6 +253,8 @@ __all__ = [
     "int_option",
     "iterable_source",
     "make_pipe",
+    "PgSession",
+    "import_psycopg",
     "kill_tool",
     "open_tool",
     "make_plugin_manager",

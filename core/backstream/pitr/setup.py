@@ -14,6 +14,7 @@ import anyio
 
 from backstream.errors import ConfigError, SourceError, VerificationError
 from backstream.jobs.common import open_repository
+from backstream.pgsession import PgSession, import_psycopg
 from backstream.pitr.pg_restore_dir import backstream_executable
 from backstream.pitr.targets import PHYSICAL_KIND
 from backstream.pitr.wal import list_archive
@@ -23,20 +24,10 @@ from backstream.repository import format_time
 from backstream.repository.urls import redact_url
 
 
-def _psycopg() -> Any:
+async def _connect(url: str) -> PgSession:
+    psycopg = import_psycopg()
     try:
-        import psycopg
-    except ImportError as exc:
-        from backstream.errors import missing_dependency
-
-        raise missing_dependency("psycopg", "postgresql") from exc
-    return psycopg
-
-
-async def _connect(url: str) -> Any:
-    psycopg = _psycopg()
-    try:
-        return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+        return await PgSession.connect(url, connect_timeout=10)
     except psycopg.Error as exc:
         raise SourceError(f"cannot connect to {redact_url(url)}: {' '.join(str(exc).split())}") from exc
 
@@ -60,15 +51,13 @@ async def pitr_setup(url: str, repo: str, *, config_file: str | None = None, app
     restart = True
     async with await _connect(url) as conn:
         current = dict(
-            await (
-                await conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'wal_level')")
-            ).fetchall()
+            await conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'wal_level')")
         )
         if current.get("wal_level") == "minimal":
             settings["wal_level"] = "replica"
         restart = current.get("archive_mode") == "off" or "wal_level" in settings
         if apply:
-            psycopg = _psycopg()
+            psycopg = import_psycopg()
             for name, value in settings.items():
                 await conn.execute(
                     psycopg.sql.SQL("ALTER SYSTEM SET {} = {}").format(
@@ -104,19 +93,19 @@ async def verify_pitr(
     plugins = Plugins.load()
     repository = await open_repository(plugins, repo, storage_options)
     async with await _connect(url) as conn:
-        mode = (await (await conn.execute("SELECT current_setting('archive_mode')")).fetchone())[0]
+        ((mode,),) = await conn.execute("SELECT current_setting('archive_mode')")
         if mode == "off":
             raise VerificationError("archive_mode is off: run backstream pitr setup --apply, then restart PostgreSQL")
         await conn.execute("SELECT pg_logical_emit_message(false, 'backstream', 'verify-pitr')")
-        row = await (await conn.execute("SELECT pg_walfile_name(pg_switch_wal())")).fetchone()
-        segment = str(row[0])
+        ((segment,),) = await conn.execute("SELECT pg_walfile_name(pg_switch_wal())")
+        segment = str(segment)
         started = time.monotonic()
         path = sidecar_path(segment)
         while not await repository.storage.exists(path):
             if time.monotonic() - started > timeout:
-                failed = await (
-                    await conn.execute("SELECT failed_count, last_failed_wal, last_archived_wal FROM pg_stat_archiver")
-                ).fetchone()
+                (failed,) = await conn.execute(
+                    "SELECT failed_count, last_failed_wal, last_archived_wal FROM pg_stat_archiver"
+                )
                 raise VerificationError(
                     f"WAL segment {segment} did not reach {repository.url} within {timeout:.0f} s "
                     f"(archiver: {failed[0]} failures, last failed {failed[1]}, last archived {failed[2]}); "

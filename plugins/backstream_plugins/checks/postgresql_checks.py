@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio.to_thread
-from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl, missing_dependency
+from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl, import_psycopg
 
 from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
 
@@ -49,16 +49,8 @@ WHERE am.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schem
 """
 
 
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise missing_dependency("psycopg", "postgresql") from exc
-    return psycopg
-
-
 def _connect(url: str) -> Any:
-    psycopg = _psycopg()
+    psycopg = import_psycopg()
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
@@ -81,7 +73,7 @@ def describe(
     """
     if level not in LEVELS:
         raise ConfigError(f"unknown verification level {level!r}")
-    psycopg = _psycopg()
+    psycopg = import_psycopg()
     if content is None and level == "comprehensive":
         content = dumped_content(url)
     figures = content or {}
@@ -151,7 +143,7 @@ def dumped_content(url: str) -> dict[str, dict[str, Any]]:
 
 
 def _amcheck(url: str) -> list[CheckResult]:
-    psycopg = _psycopg()
+    psycopg = import_psycopg()
     with _connect(url) as conn:
         try:
             existed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is not None

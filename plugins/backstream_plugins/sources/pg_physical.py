@@ -28,13 +28,14 @@ from backstream import (
     ByteSource,
     ConfigError,
     JobContext,
+    PgSession,
     PipeChunks,
     Register,
     SourceError,
     hookimpl,
+    import_psycopg,
     kill_tool,
     make_pipe,
-    missing_dependency,
     open_tool,
 )
 
@@ -107,14 +108,6 @@ def _tar_size(field: bytes) -> int | None:
         return None
 
 
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise missing_dependency("psycopg", "postgresql") from exc
-    return psycopg
-
-
 def _lsn(text: str) -> int:
     high, _, low = text.partition("/")
     return (int(high, 16) << 32) | int(low, 16)
@@ -136,7 +129,7 @@ class PhysicalSource:
     filename = "base.tar"
 
     def __init__(self, url: str, options: Mapping[str, str]) -> None:
-        psycopg = _psycopg()
+        psycopg = import_psycopg()
         try:
             params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -159,19 +152,18 @@ class PhysicalSource:
         return f"{host}:{port}"
 
     async def _server_facts(self) -> dict[str, Any]:
-        psycopg = _psycopg()
+        psycopg = import_psycopg()
         params = dict(self._params, connect_timeout=self._timeout, application_name="backstream")
         if self._password is not None:
             params["password"] = self._password
         try:
-            async with await psycopg.AsyncConnection.connect(autocommit=True, **params) as conn:
-                cur = await conn.execute(
+            async with await PgSession.connect(**params) as conn:
+                (row,) = await conn.execute(
                     "SELECT current_setting('server_version'), current_setting('archive_mode'),"
                     " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),"
                     " (SELECT system_identifier::text FROM pg_control_system()),"
                     " (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))"
                 )
-                row = await cur.fetchone()
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to PostgreSQL on {self._where()}: {_one_line(exc)}") from exc
         assert row is not None
@@ -212,7 +204,7 @@ class PhysicalSource:
                 "archive_mode is off, so the WAL this base backup needs would not be archived; "
                 "set it up with: backstream pitr setup URL --repo REPO (or use -o wal=fetch)"
             )
-        psycopg = _psycopg()
+        psycopg = import_psycopg()
         conninfo = str(psycopg.conninfo.make_conninfo("", **self._params))
         argv = [self._tool(), "--no-password", "-d", conninfo, "-D", "-", "-Ft", "-X", self._wal]
         argv += ["-v", "-c", self._checkpoint]

@@ -37,15 +37,16 @@ from backstream import (
     Codec,
     ConfigError,
     JobContext,
+    PgSession,
     PipeChunks,
     Register,
     SourceError,
     file_sink,
     file_source,
     hookimpl,
+    import_psycopg,
     kill_tool,
     make_pipe,
-    missing_dependency,
     open_tool,
     primary_error,
     split,
@@ -65,14 +66,6 @@ FILE_NAMES = {"plain": "dump.sql", "custom": "dump.pgdump"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise missing_dependency("psycopg", "postgresql") from exc
-    return psycopg
 
 
 # --- options and connection parameters -------------------------------------------------------
@@ -134,7 +127,7 @@ class _Conn:
     """Connection parameters split into the non-secret part and the password."""
 
     def __init__(self, url: str) -> None:
-        psycopg = _psycopg()
+        psycopg = import_psycopg()
         try:
             params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -155,7 +148,7 @@ class _Conn:
 
     def conninfo(self, dbname: str | None = None) -> str:
         """A libpq conninfo string without the password, safe for a command line."""
-        psycopg = _psycopg()
+        psycopg = import_psycopg()
         params = dict(self.params)
         if dbname is not None:
             params["dbname"] = dbname
@@ -175,9 +168,10 @@ class _Conn:
         COPY data of a table, and its content checksum, can be compared across servers."""
         return {**self.env(settings), "PGTZ": "UTC"}
 
-    async def connect(self, settings: _Settings, dbname: str | None = None) -> Any:
-        """An autocommit psycopg AsyncConnection; connection failures become one-line SourceErrors."""
-        psycopg = _psycopg()
+    async def connect(self, settings: _Settings, dbname: str | None = None) -> PgSession:
+        """An autocommit session (psycopg in worker threads, so any anyio backend); connection
+        failures become one-line SourceErrors."""
+        psycopg = import_psycopg()
         params = dict(self.params)
         if dbname is not None:
             params["dbname"] = dbname
@@ -186,7 +180,7 @@ class _Conn:
         params.setdefault("application_name", "backstream")
         params["connect_timeout"] = str(settings.connect_timeout)
         try:
-            return await psycopg.AsyncConnection.connect(autocommit=True, **params)
+            return await PgSession.connect(**params)
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to {self.describe(dbname)}: {_one_line(exc)}") from exc
 
@@ -500,13 +494,11 @@ class PostgresSource:
     async def _server_state(self, settings: _Settings, dbname: str | None) -> tuple[Any, ...]:
         conn = await self._conn.connect(settings, dbname)
         try:
-            cursor = await conn.execute(_SERVER_QUERY)
-            row = await cursor.fetchone()
-        except _psycopg().Error as exc:
+            (row,) = await conn.execute(_SERVER_QUERY)
+        except import_psycopg().Error as exc:
             raise SourceError(f"cannot query {self._conn.describe(dbname)}: {_one_line(exc)}") from exc
         finally:
             await conn.close()
-        assert row is not None
         return tuple(row)
 
     async def _record_start(self, job: JobContext, settings: _Settings, fmt: str, pg_dump: str) -> str:
@@ -699,18 +691,14 @@ class PostgresSource:
 
     async def _swap_in(self, admin: Any, target: str, scratch: str, exists: bool) -> None:
         """Rename ``scratch`` to ``target`` in one transaction (the old target is dropped after)."""
-        psycopg = _psycopg()
+        psycopg = import_psycopg()
         sql = psycopg.sql
         old = _scratch_name(target, "old")
         try:
-            async with admin.transaction():
-                if exists:
-                    await admin.execute(
-                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(target), sql.Identifier(old))
-                    )
-                await admin.execute(
-                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(target))
-                )
+            rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+            moves = [rename.format(sql.Identifier(target), sql.Identifier(old))] if exists else []
+            moves.append(rename.format(sql.Identifier(scratch), sql.Identifier(target)))
+            await admin.execute_in_transaction(moves)
         except psycopg.Error as exc:
             raise SourceError(
                 f"cannot put the restored database in place of {self._conn.describe(target)} "
@@ -857,30 +845,29 @@ def _scratch_name(target: str, role: str = "restore") -> str:
     return head + suffix
 
 
-async def _fetch_value(conn: Any, query: Any, params: tuple[Any, ...]) -> int:
+async def _fetch_value(conn: PgSession, query: Any, params: tuple[Any, ...]) -> int:
     try:
-        cursor = await conn.execute(query, params)
-        row = await cursor.fetchone()
-    except _psycopg().Error as exc:
+        rows = await conn.execute(query, params)
+    except import_psycopg().Error as exc:
         raise SourceError(f"PostgreSQL query failed: {_one_line(exc)}") from exc
-    return int(row[0]) if row is not None else 0
+    return int(rows[0][0]) if rows else 0
 
 
 async def _create_database(admin: Any, dbname: str) -> None:
-    sql = _psycopg().sql
+    sql = import_psycopg().sql
     try:
         await admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname)))
-    except _psycopg().Error as exc:
+    except import_psycopg().Error as exc:
         raise SourceError(f"cannot create database {dbname!r}: {_one_line(exc)}") from exc
 
 
 async def _drop_quietly(admin: Any, dbname: str) -> None:
     """Drop a database this restore created (best effort, even while being cancelled)."""
-    sql = _psycopg().sql
+    sql = import_psycopg().sql
     with anyio.CancelScope(shield=True), anyio.move_on_after(60):
         try:
             await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        except _psycopg().Error:
+        except import_psycopg().Error:
             pass
 
 
