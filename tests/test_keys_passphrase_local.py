@@ -32,6 +32,7 @@ from fixtures.crypto_objects import (
     CONTEXT,
     FAST_KDF,
     NO_AUDIT,
+    create_keystore_key,
     crypto_plugins,
     decrypt,
     encrypt,
@@ -42,25 +43,7 @@ from fixtures.crypto_objects import (
 DATA = os.urandom(3 * 65536 + 77)
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("BACKSTREAM_PASSPHRASE", "BACKSTREAM_KEYSTORE_PASSPHRASE", "BACKSTREAM_NEW_PASSPHRASE"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def _keystore(path: Path, passphrase: str = "keystore secret") -> str:
-    """Create a keystore at ``path``; returns its key reference."""
-
-    async def main() -> str:
-        local = providers(passphrase_env="KS_TEST_PASS")["local"]
-        created: str = await local.create_key(f"local:{path}")  # type: ignore[attr-defined]
-        return created
-
-    os.environ["KS_TEST_PASS"] = passphrase
-    try:
-        return anyio.run(main)
-    finally:
-        del os.environ["KS_TEST_PASS"]
+pytestmark = pytest.mark.usefixtures("no_ambient_passphrase")
 
 
 def _header(blob: bytes) -> object:
@@ -255,7 +238,7 @@ def test_key_derivation_leaves_the_event_loop_free(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_passphrase_cannot_be_combined_with_other_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     with pytest.raises(ConfigError, match="must be the only key"):
         anyio.run(lambda: encrypt(b"x", ["passphrase", ref], provider_map=providers()))
@@ -281,7 +264,7 @@ def test_an_object_with_a_passphrase_stanza_among_others_is_refused(monkeypatch:
 
 def test_keys_create_writes_a_private_keystore_without_the_plain_kek(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "ks.json"
-    ref = _keystore(path)
+    ref = create_keystore_key(path)
     assert ref.startswith(f"local:{path}#k-")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     store = json.loads(path.read_text())
@@ -293,7 +276,7 @@ def test_keys_create_writes_a_private_keystore_without_the_plain_kek(tmp_path: P
 
 
 def test_local_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     blob = anyio.run(lambda: encrypt(DATA, [f"local:{tmp_path / 'ks.json'}"], provider_map=providers()))
     (stanza,) = _header(blob).stanzas  # type: ignore[attr-defined]
@@ -302,7 +285,7 @@ def test_local_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_keystore_passphrase_may_have_its_own_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "something else")
     monkeypatch.setenv("BACKSTREAM_KEYSTORE_PASSPHRASE", "keystore secret")
     blob = anyio.run(lambda: encrypt(DATA, [ref], provider_map=providers()))
@@ -310,7 +293,7 @@ def test_the_keystore_passphrase_may_have_its_own_variable(tmp_path: Path, monke
 
 
 def test_wrong_keystore_passphrase_is_a_key_provider_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     blob = anyio.run(lambda: encrypt(DATA, [ref], provider_map=providers()))
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "wrong")
@@ -319,7 +302,7 @@ def test_wrong_keystore_passphrase_is_a_key_provider_error(tmp_path: Path, monke
 
 
 def test_a_local_stanza_does_not_open_under_another_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     local = providers()["local"]
 
@@ -334,7 +317,7 @@ def test_a_local_stanza_does_not_open_under_another_context(tmp_path: Path, monk
 
 def test_two_keystores_either_one_opens_the_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = tmp_path / "primary.json", tmp_path / "break-glass.json"
-    refs = [_keystore(first, "same"), _keystore(second, "same")]
+    refs = [create_keystore_key(first, "same"), create_keystore_key(second, "same")]
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "same")
     blob = anyio.run(lambda: encrypt(DATA, refs, provider_map=providers()))
     assert [s.scheme for s in _header(blob).stanzas] == ["local", "local"]  # type: ignore[attr-defined]
@@ -351,7 +334,7 @@ def test_two_keystores_either_one_opens_the_object(tmp_path: Path, monkeypatch: 
 def test_with_keystores_under_different_passphrases_the_one_that_unlocks_opens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alpha, bravo = _keystore(tmp_path / "a.json", "alpha"), _keystore(tmp_path / "b.json", "bravo")
+    alpha, bravo = create_keystore_key(tmp_path / "a.json", "alpha"), create_keystore_key(tmp_path / "b.json", "bravo")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "alpha")
     monkeypatch.setenv("NEW_PASS", "bravo")
     blob = anyio.run(lambda: encrypt(DATA, [alpha], provider_map=providers()))
@@ -375,7 +358,7 @@ def test_with_keystores_under_different_passphrases_the_one_that_unlocks_opens(
 
 
 def test_a_moved_keystore_is_found_with_the_keystore_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     blob = anyio.run(lambda: encrypt(DATA, [ref], provider_map=providers()))
     moved = tmp_path / "elsewhere" / "copy.json"
@@ -388,10 +371,10 @@ def test_creating_again_adds_a_new_default_key_and_keeps_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "ks.json"
-    old_ref = _keystore(path)
+    old_ref = create_keystore_key(path)
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     old_blob = anyio.run(lambda: encrypt(DATA, [f"local:{path}"], provider_map=providers()))
-    new_ref = _keystore(path)
+    new_ref = create_keystore_key(path)
     assert new_ref != old_ref
     new_blob = anyio.run(lambda: encrypt(DATA, [f"local:{path}"], provider_map=providers()))
     assert _header(new_blob).stanzas[0].key_ref == new_ref  # type: ignore[attr-defined]
@@ -401,9 +384,9 @@ def test_creating_again_adds_a_new_default_key_and_keeps_the_old_one(
 
 def test_adding_a_key_requires_the_keystore_passphrase(tmp_path: Path) -> None:
     path = tmp_path / "ks.json"
-    _keystore(path, "right")
+    create_keystore_key(path, "right")
     with pytest.raises(KeyProviderError, match="wrong passphrase for keystore"):
-        _keystore(path, "wrong")
+        create_keystore_key(path, "wrong")
 
 
 def test_a_corrupt_keystore_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,7 +416,7 @@ async def _rotate(blob: bytes, key_refs: list[str], **kwargs: object) -> bytes:
 def test_rotation_rewrites_only_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "old passphrase")
     blob = anyio.run(lambda: encrypt(DATA, ["passphrase"], provider_map=providers()))
-    ref = _keystore(tmp_path / "ks.json", "keystore secret")
+    ref = create_keystore_key(tmp_path / "ks.json", "keystore secret")
     wrap_keys = providers(passphrase_env="NEW_PASS")
     monkeypatch.setenv("NEW_PASS", "keystore secret")
     rotated = anyio.run(lambda: _rotate(blob, [ref], providers=providers(), wrap_providers=wrap_keys))
@@ -466,7 +449,7 @@ def test_rotation_to_a_new_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_rotation_can_keep_the_existing_stanzas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    primary, extra = _keystore(tmp_path / "a.json", "k"), _keystore(tmp_path / "b.json", "k")
+    primary, extra = create_keystore_key(tmp_path / "a.json", "k"), create_keystore_key(tmp_path / "b.json", "k")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "k")
     blob = anyio.run(lambda: encrypt(DATA, [primary], provider_map=providers()))
     rotated = anyio.run(lambda: _rotate(blob, [extra], providers=providers(), keep_existing=True))
@@ -578,7 +561,7 @@ def test_one_job_unseals_a_keystore_key_once_for_all_its_objects(
     import backstream_plugins.kms.local as local_module
     from backstream.jobs.encryption import KeyOptions, open_decrypting
 
-    ref = _keystore(tmp_path / "ks.json")
+    ref = create_keystore_key(tmp_path / "ks.json")
     monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "keystore secret")
     blobs = [anyio.run(lambda: encrypt(DATA, [ref], provider_map=providers())) for _ in range(3)]
     derivations: list[object] = []

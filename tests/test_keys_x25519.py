@@ -18,30 +18,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from fixtures.crypto_objects import CONTEXT, decrypt, encrypt, providers
+from fixtures.crypto_objects import CONTEXT, create_keystore_key, decrypt, encrypt, providers
 from fixtures.verify_cli import cli, make_env
 
 DATA = os.urandom(2 * 65536 + 5)
 PASS = "keystore secret"
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("BACKSTREAM_PASSPHRASE", "BACKSTREAM_KEYSTORE_PASSPHRASE", "BACKSTREAM_NEW_PASSPHRASE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_ambient_passphrase")
 
 
 def _create(path: Path, kind: str = "x25519") -> str:
-    async def main() -> str:
-        local = providers(passphrase_env="KS_TEST_PASS", key_kind=kind)["local"]
-        created: str = await local.create_key(f"local:{path}")  # type: ignore[attr-defined]
-        return created
-
-    os.environ["KS_TEST_PASS"] = PASS
-    try:
-        return anyio.run(main)
-    finally:
-        del os.environ["KS_TEST_PASS"]
+    return create_keystore_key(path, PASS, key_kind=kind)
 
 
 def _export(full: Path | str, out: Path, *, force: bool = False) -> str:
