@@ -35,3 +35,20 @@ def test_a_transaction_applies_all_of_its_statements_or_none(
             return await session.execute("SELECT v FROM t ORDER BY v")
 
     assert anyio.run(main) == [(3,), (4,)]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_cancelled_caller_cancels_the_running_query_and_the_session_still_works(
+    postgres_server: PostgresServer, postgres_database: str, backend: str
+) -> None:
+    async def main() -> tuple[float, list[tuple[int]]]:
+        async with await PgSession.connect(postgres_server.url(postgres_database)) as session:
+            started = anyio.current_time()
+            with anyio.move_on_after(0.5):
+                await session.execute("SELECT pg_sleep(30)")
+            waited = anyio.current_time() - started
+            return waited, await session.execute("SELECT 1")
+
+    waited, rows = anyio.run(main, backend=backend)
+    assert waited < 10  # not the query's 30 s
+    assert rows == [(1,)]
