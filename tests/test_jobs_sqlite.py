@@ -160,6 +160,20 @@ def test_a_job_that_fails_early_leaves_no_prepared_key_for_the_next_job(
     assert table_checksums(target) == table_checksums(awkward_db)
 
 
+def test_a_keystore_passphrase_does_not_carry_over_to_the_next_job(
+    plugins: Plugins, awkward_db: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.crypto_objects import create_keystore_key
+
+    first = create_keystore_key(tmp_path / "one.json", "passphrase one")
+    second = create_keystore_key(tmp_path / "two.json", "passphrase two")
+    keys = KeyOptions(provider_options={})  # no options: as the CLI without --keystore/--passphrase-file
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "passphrase one")
+    do_backup(plugins, awkward_db, repo, encrypt=[first], keys=keys)
+    monkeypatch.setenv("BACKSTREAM_PASSPHRASE", "passphrase two")  # the next job, in the same process
+    do_backup(plugins, awkward_db, repo, encrypt=[second], keys=KeyOptions(provider_options={}))
+
+
 @pytest.mark.parametrize("codec", ["zstd:3", "gzip:6", "bz2", "xz", "lz4", "none"])
 def test_every_compressor_round_trips(plugins: Plugins, tmp_path: Path, repo: str, codec: str) -> None:
     source = make_awkward_db(tmp_path / "small.db", blob_mib=1)

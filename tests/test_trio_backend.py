@@ -17,8 +17,6 @@ from fixtures.crypto_objects import FAST_KDF
 from fixtures.mariadb import MariaDBServer
 from fixtures.postgres import PostgresServer
 
-KEYS = KeyOptions(provider_options=FAST_KDF)
-
 
 @pytest.fixture(autouse=True)
 def _passphrase(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -32,8 +30,10 @@ def round_trip(source: str, target: str, repo: str, **options: str) -> None:
     async def main() -> None:
         plugins = Plugins.load()
         await Repository.init(plugins.open_storage(repo))
-        made = await backup(source, repo=repo, plugins=plugins, encrypt=["passphrase"], keys=KEYS, options=options)
-        await restore(made.backup_id, repo=repo, to=target, plugins=plugins, keys=KEYS, options=options)
+        keys = KeyOptions(provider_options=FAST_KDF)  # one per job
+        made = await backup(source, repo=repo, plugins=plugins, encrypt=["passphrase"], keys=keys, options=options)
+        keys = KeyOptions(provider_options=FAST_KDF)
+        await restore(made.backup_id, repo=repo, to=target, plugins=plugins, keys=keys, options=options)
 
     anyio.run(main, backend="trio")
 

@@ -118,6 +118,7 @@ async def archive_binlogs(
     Idempotent: a file already archived with the same size (and, with ``binlog_dir``, the same sha256) is
     skipped; a different file under the same name raises RepositoryError and archives nothing more.
     """
+    keys = keys or KeyOptions()  # one per job: its key providers are configured once
     plugins = plugins or Plugins.load()
     endpoint = parse_mysql_url(source, need_database=False)
     spec = CompressionSpec.parse(compress)

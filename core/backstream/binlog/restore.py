@@ -135,6 +135,7 @@ async def restore_to_time(
     MySQL/MariaDB: dump + binlog replay (exact to the second); PostgreSQL: refused here (physical PITR
     restores to a data directory); any other kind (SQLite): the newest backup not after the target.
     """
+    keys = keys or KeyOptions()  # one per job: its key providers are configured once
     if target_time.tzinfo is None:
         raise ConfigError("the target time needs an explicit UTC offset")
     plugins = plugins or Plugins.load()

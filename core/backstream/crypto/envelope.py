@@ -67,9 +67,13 @@ def scheme_of(key_ref: str) -> str:
 
 
 def configure_provider(provider: KeyProvider, options: Mapping[str, str]) -> KeyProvider:
-    """``provider.configure(options)`` when the provider has it (an optional member), else itself."""
+    """``provider.configure(options)`` when the provider has it (an optional member), else itself.
+
+    Called even without options: the copy is the caller's own, so per-run state (a passphrase
+    typed at a prompt, unsealed keystore keys, a prepared key) never passes from one job to the
+    next through the registered instance. Jobs make their copies once (``KeyOptions.providers``)."""
     configure = getattr(provider, "configure", None)
-    if configure is None or not options:
+    if configure is None:
         return provider
     configured: KeyProvider = configure(options)
     return configured

@@ -88,6 +88,7 @@ async def backup(
         checksum for tables above a million rows); ``CatalogOptions(level="off")`` records nothing.
     :param source_plugin: use this source plugin (by name) instead of the one for the URL's scheme.
     """
+    keys = keys or KeyOptions()  # one per job: its key providers are configured once
     plugins = plugins or Plugins.load()
     lock_timing = lock_timing or LockTiming()
     source_options = {str(k): str(v) for k, v in (options or {}).items()}

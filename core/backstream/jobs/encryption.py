@@ -61,16 +61,11 @@ def prepared_providers(
     for ``key_refs`` now (optional ``prepare(key_ref)``: a passphrase's KDF starts in the
     background), so that slow key work overlaps the job's start-up. Pass the result to
     ``encrypting_transform``; a provider without ``prepare`` simply does its work in ``wrap``."""
-    providers = key_providers(plugins.kms(), (keys or KeyOptions()).provider_options)
+    providers = key_providers(plugins.kms(), (keys or KeyOptions()).provider_options)  # copies of the job's own
     for ref in key_refs:
-        scheme = scheme_of(ref)
-        provider = providers.get(scheme)
-        if getattr(provider, "prepare", None) is None:
-            continue
-        configure = getattr(provider, "configure", None)
-        if configure is not None:  # a copy of the job's own: a prepared key must not outlive the job
-            provider = providers[scheme] = configure({})
-        provider.prepare(ref)  # type: ignore[union-attr]
+        prepare = getattr(providers.get(scheme_of(ref)), "prepare", None)
+        if prepare is not None:
+            prepare(ref)
     return providers
 
 

@@ -56,6 +56,7 @@ async def restore(
     :param keys: key-provider options (``passphrase_file``, ``keystore``, ...) and audit log for decryption.
     :return: the manifest of the restored backup.
     """
+    keys = keys or KeyOptions()  # one per job: its key providers are configured once
     plugins = plugins or Plugins.load()
     kind, factory = source_factory(plugins, to)
     target_options = {str(k): str(v) for k, v in (options or {}).items()}

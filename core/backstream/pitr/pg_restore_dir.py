@@ -92,6 +92,7 @@ async def restore_to_dir(
     start_timeout: float = 600.0,
 ) -> RestoredDir:
     """Lay down base backup ``backup`` (id, prefix or ``latest``) in ``to_dir`` and configure recovery."""
+    keys = keys or KeyOptions()  # one per job: its key providers are configured once
     plugins = plugins or Plugins.load()
     repository = await open_repository(plugins, wal.repo, wal.storage_options)
     if backup == "latest":

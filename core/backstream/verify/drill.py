@@ -87,6 +87,7 @@ async def run_drill(
     :param scratch: the server to create the scratch database on (a URL with credentials); by
         default the backup's own source server (its URL as recorded, without a password).
     """
+    keys = keys or KeyOptions()  # one per job: its key providers are configured once
     check_level(level)
     plugins = plugins or Plugins.load()
     repository = await open_repository(plugins, repo, storage_options)
