@@ -144,6 +144,10 @@ def test_an_export_never_replaces_a_keystore_with_private_keys(tmp_path: Path) -
     with pytest.raises(ConfigError, match="exists: choose another path, or --force"):
         _export(full, public)
     _export(full, public, force=True)  # an earlier public export may be replaced
+    link = tmp_path / "dangling.json"
+    link.symlink_to(tmp_path / "nowhere.json")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        _export(full, link)
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,8 @@ def _stop_signals_interrupt(received: list[int]) -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        if received:
+            return  # already stopping: a second SIGTERM (say, from a service manager) must not cut cleanup short
         received.append(signum)
         on_sigint = signal.getsignal(signal.SIGINT)
         if callable(on_sigint):  # asyncio's runner (cancels the job), or Python's default handler

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -389,13 +390,19 @@ def _load(path: Path, missing_ok: bool) -> dict[str, Any] | None:
 
 
 def _check_export_target(source: Path, target: Path, force: bool) -> None:
-    """A public export never replaces its source or any keystore holding private keys."""
-    if not target.exists():
+    """A public export is written only to a new path, or with ``force`` over a regular file that is
+    itself a public export: never over its source, a keystore holding private keys, a symlink
+    (even a dangling one), a directory or a device."""
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
         return
-    if target.is_dir() or os.path.samefile(source, target):
-        raise ConfigError(
-            f"cannot export to {target}: it is {'a directory' if target.is_dir() else 'the keystore itself'}"
-        )
+    except OSError as exc:
+        raise ConfigError(f"cannot export to {target}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"cannot export to {target}: it is not a regular file (a symlink, directory or device)")
+    if os.path.samefile(source, target):
+        raise ConfigError(f"cannot export to {target}: it is the keystore itself")
     if not force:
         raise ConfigError(f"{target} exists: choose another path, or --force to replace an earlier public export")
     existing = _load(target, False)
