@@ -40,6 +40,9 @@ WRITE_BATCH = 4 * CHUNK_SIZE
 READ_SIZE = 16 * CHUNK_SIZE
 """Bytes read per blocking call (1 MiB), handed on in chunks of at most CHUNK_SIZE."""
 
+WRITEBACK_BYTES = 8 * 2**20
+"""A local upload asks the kernel to write back (and drop from the page cache) every this many bytes."""
+
 PART_SIZE = 8 * 2**20
 """Default S3 multipart part size; it doubles every PART_GROWTH_EVERY parts (S3 allows 10,000 parts),
 so an upload holds about 3 parts in memory and objects can grow to terabytes."""
@@ -98,6 +101,7 @@ class _LocalUpload:
 
     def __init__(self, target: str) -> None:
         self._target = target
+        self._unsynced = 0
         directory, name = os.path.split(target)
         self._temporary = os.path.join(directory, _temp_name(name))
         os.makedirs(directory, exist_ok=True)
@@ -109,6 +113,14 @@ class _LocalUpload:
 
     def write(self, data: bytes) -> None:
         self._handle.write(data)
+        self._unsynced += len(data)
+        if self._unsynced >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            # Start writing back what is written so far (and let the kernel drop what is already
+            # on disk): commit's fsync then waits for the tail only, and a backup does not push
+            # the database's own pages out of the page cache.
+            self._handle.flush()
+            os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            self._unsynced = 0
 
     def commit(self) -> None:
         self._handle.flush()
