@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
-from urllib.request import pathname2url
 
 import anyio.to_thread
 from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl
@@ -35,6 +34,8 @@ def _path(url: str) -> str:
 
 
 def _connect(url: str) -> sqlite3.Connection:
+    from urllib.request import pathname2url  # here, not at the top: it costs every command ~4 ms (ssl, http)
+
     path = _path(url)
     if not os.path.isfile(path):
         raise SourceError(f"cannot open {path}: no such database file")
