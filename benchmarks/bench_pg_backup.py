@@ -56,6 +56,7 @@ VARIANTS: dict[str, list[str]] = {
     "backstream --catalog off": ["--catalog", "off"],
     "backstream --kdf-param m=8192": ["--kdf-param", "m=8192"],
     "backstream --encrypt local:PUBLIC (X25519)": ["--encrypt", "{public}"],
+    "backstream --encrypt local:PUBLIC (X25519) --catalog off": ["--encrypt", "{public}", "--catalog", "off"],
 }
 """Backup variants, each ``backstream backup URL --repo R --compress zstd:3 --encrypt passphrase`` + these
 (a variant with its own ``--encrypt`` replaces the passphrase; ``{public}`` is the reference of an
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--restore-reps", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from VARIANTS")
+    parser.add_argument("--results", default="pg_backup", help="results/NAME.json to write")
     args = parser.parse_args(argv)
     variants = {name: VARIANTS[name] for name in args.variants.split(",") if name}
     benchlib.precompile()
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "backups": runs,
         "restores": restores,
     }
-    print(f"saved {benchlib.save('pg_backup', payload)}")
+    print(f"saved {benchlib.save(args.results, payload)}")
     headers = ["method", "median s", "vs shell", "MB/s (plain dump)", "VmHWM MiB", "ru_maxrss tree MiB", "CPU s"]
     for title, rows in (("backup", payload["backup_summary"]), ("restore", payload["restore_summary"])):
         print(f"\n{title}:")
