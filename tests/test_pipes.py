@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from backstream import CHUNK_SIZE, PipeChunks, make_pipe
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,89 +21,11 @@ import anyio
 import psycopg
 import pytest
 from backstream import JobContext, Plugins, SourceError
-from fixtures.postgres import PostgresServer, _free_port, start_postgres
+from fixtures.pitr import cli, ok, postgres_owned_dir
+from fixtures.postgres import PostgresServer, _free_port, as_postgres, start_postgres
 from fixtures.processes import child_processes
 
-BACKSTREAM = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "backstream")
 SEGMENT_A = "000000010000000000000001"
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SITE_PACKAGES = next((REPO_ROOT / ".venv" / "lib").glob("python3*/site-packages"))
-WRAPPER = """#!/bin/sh
-exec /usr/bin/python3 -S -c 'import site, sys; sys.path[:0] = {paths}; site.addsitedir("{site}"); \\
-sys.argv[0] = "backstream"; from backstream.cli.main import main; sys.exit(main())' "$@"
-"""
-
-
-@pytest.fixture(scope="module")
-def server_side_backstream() -> Iterator[str]:
-    """A ``backstream`` the postgres user can run: Debian's python3 with the venv's packages.
-
-    archive/restore_command use it via $BACKSTREAM_EXECUTABLE. Where the checkout is not readable
-    by postgres (a clone under /root, mode 0700), the packages and sources are copied (hard-linked
-    where possible) into a folder postgres can read."""
-    folder = _postgres_owned_dir("backstream-pitr-bin-")
-    os.chmod(folder, 0o755)
-    site, paths = SITE_PACKAGES, [str(REPO_ROOT / "core"), str(REPO_ROOT / "plugins")]
-    if not _postgres_can_read(SITE_PACKAGES) or not _postgres_can_read(REPO_ROOT / "core"):
-        site = folder / "site-packages"
-        _link_tree(SITE_PACKAGES, site, ignore=shutil.ignore_patterns("_editable_impl_*.pth", "__pycache__"))
-        paths = []
-        for name in ("core", "plugins"):
-            _link_tree(REPO_ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
-            paths.append(str(folder / name))
-        subprocess.run(["chmod", "-R", "a+rX", str(folder)], check=True)
-    script = folder / "backstream"
-    script.write_text(WRAPPER.format(site=site, paths=json.dumps(paths)))
-    script.chmod(0o755)
-    check = subprocess.run(_as_postgres([str(script), "--version"]), capture_output=True, text=True, check=False)
-    assert check.returncode == 0, f"the postgres user cannot run backstream: {check.stderr}"
-    os.environ["BACKSTREAM_EXECUTABLE"] = str(script)
-    try:
-        yield str(script)
-    finally:
-        os.environ.pop("BACKSTREAM_EXECUTABLE", None)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _postgres_can_read(path: Path) -> bool:
-    probe = subprocess.run(_as_postgres(["test", "-r", str(path), "-a", "-x", str(path)]), check=False)
-    return probe.returncode == 0
-
-
-def _link_tree(source: Path, target: Path, *, ignore: Callable[[str, list[str]], Iterable[str]]) -> None:
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, ignore=ignore, copy_function=link_or_copy, symlinks=True)
-
-
-def cli(*argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [BACKSTREAM, *argv], capture_output=True, text=True, timeout=timeout, check=False, env=env or dict(os.environ)
-    )
-
-
-def ok(*argv: str) -> str:
-    result = cli(*argv)
-    assert result.returncode == 0, f"backstream {' '.join(argv)} failed: {result.stderr}"
-    return result.stdout
-
-
-def _postgres_owned_dir(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
-        os.chown(path, account.pw_uid, account.pw_gid)
-    return path
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
 @dataclass(frozen=True)
@@ -121,7 +41,7 @@ class Scenario:
 @pytest.fixture(scope="module")
 def scenario(server_side_backstream: str) -> Iterator[Scenario]:
     with start_postgres() as server:
-        base = _postgres_owned_dir("backstream-pitr-repo-")
+        base = postgres_owned_dir("backstream-pitr-repo-")
         try:
             yield _archive_three_batches(server, str(base / "repo"))
         finally:
@@ -135,7 +55,7 @@ def _archive_three_batches(server: PostgresServer, repo: str) -> Scenario:
         subprocess.run(["chown", "-R", "postgres:postgres", repo], check=True)
     ok("pitr", "setup", server.url(), "--repo", repo, "--apply")
     restart = subprocess.run(
-        _as_postgres(
+        as_postgres(
             [
                 f"{server.bindir}/pg_ctl",
                 "-D",
@@ -185,14 +105,14 @@ def _archive_three_batches(server: PostgresServer, repo: str) -> Scenario:
 @pytest.fixture
 def restored_dir() -> Iterator[Path]:
     """A new data directory path (not created) under a postgres-owned parent; its server is stopped after."""
-    parent = _postgres_owned_dir("backstream-pitr-restore-")
+    parent = postgres_owned_dir("backstream-pitr-restore-")
     data = parent / "data"
     try:
         yield data
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run(
-                _as_postgres(["/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                as_postgres(["/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"]),
                 capture_output=True,
                 check=False,
             )

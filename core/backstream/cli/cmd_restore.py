@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return run_to_dir(args)
     if not args.to:
         raise ConfigError("say where to restore: --to TARGET (a database URL) or --to-dir DATADIR (PostgreSQL)")
+    if getattr(args, "tablespace_map", None):
+        raise ConfigError("--tablespace-map applies to physical restores only (--to-dir DATADIR)")
     if args.target_time and not getattr(args, "to_dir", None):  # MySQL/MariaDB and SQLite (backstream.binlog)
         from backstream.binlog.cli_restore import run_target_time
 

@@ -1,8 +1,11 @@
 """Point-in-time restore of a PostgreSQL physical base backup into a data directory, optionally started.
 
-Extracts the tar stream (``tarfile`` ``r|`` in a worker thread), writes recovery.signal, the
-restore_command (``backstream wal-fetch``) and the recovery target, and with ``start`` runs the
-server until recovery reaches the target; a missing WAL segment is named in the error.
+Extracts the tar streams (``tarfile`` ``r|`` in a worker thread): ``base.tar`` into the data
+directory and each tablespace's ``<oid>.tar`` into its location (the original one, or where
+``tablespace_map`` moves it; the server makes the links from the data directory's
+``tablespace_map`` file). Then writes recovery.signal, the restore_command (``backstream
+wal-fetch``) and the recovery target, and with ``start`` runs the server until recovery reaches the
+target; a missing WAL segment is named in the error.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from backstream.errors import ConfigError, RepositoryError, SourceError
+from backstream.errors import ConfigError, RepositoryError, SourceError, primary_error
 from backstream.jobs.common import open_repository
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import _Reader
@@ -34,8 +37,10 @@ from backstream.pitr.wal import list_archive
 from backstream.pitr.walconfig import WalConfig
 from backstream.pitr.walnames import DEFAULT_SEGMENT_SIZE, is_segment, segment_name, segment_number
 from backstream.plugins import Plugins
-from backstream.repository import Manifest
+from backstream.repository import Manifest, ObjectRecord
 
+BASE_TAR = "base.tar"
+MANIFEST_FILE = "backup_manifest"
 WAL_CONFIG_NAME = "backstream-wal.toml"
 SERVER_LOG_NAME = "backstream-recovery.log"
 
@@ -90,8 +95,13 @@ async def restore_to_dir(
     keys: KeyOptions | None = None,
     plugins: Plugins | None = None,
     start_timeout: float = 600.0,
+    tablespace_map: Mapping[str, str] | None = None,
 ) -> RestoredDir:
-    """Lay down base backup ``backup`` (id, prefix or ``latest``) in ``to_dir`` and configure recovery."""
+    """Lay down base backup ``backup`` (id, prefix or ``latest``) in ``to_dir`` and configure recovery.
+
+    :param tablespace_map: original tablespace location -> where to restore it (absolute paths);
+        tablespaces not named go back to their original locations, which must be empty or absent.
+    """
     keys = keys or KeyOptions()  # one per job: its key providers are configured once
     plugins = plugins or Plugins.load()
     repository = await open_repository(plugins, wal.repo, wal.storage_options)
@@ -109,23 +119,40 @@ async def restore_to_dir(
             f"backup {manifest.backup_id} is a {manifest.source.kind} backup; "
             "--to-dir needs a physical one (backup --physical)"
         )
-    if not manifest.ok or len(manifest.objects) != 1:
-        raise ConfigError(f"backup {manifest.backup_id} is not a complete physical base backup")
+    base, spaces, extra = _layout(manifest)
     if not target.allows(manifest):
         raise ConfigError(f"backup {manifest.backup_id} ended after {target.describe}; it cannot recover to it")
+    places = _tablespace_places(manifest, spaces, tablespace_map or {})
     owner = server_user()
     data_dir = Path(to_dir).absolute()
+    for place in places.values():
+        if place == data_dir or data_dir in place.parents or place in data_dir.parents:
+            raise ConfigError(f"tablespace directory {place} and data directory {data_dir} must not contain each other")
     created = _prepare_dir(data_dir, owner)
+    prepared: list[tuple[Path, bool]] = []
     try:
+        for place in places.values():
+            prepared.append((place, _prepare_dir(place, owner, what="tablespace directory")))
         reader = _Reader(plugins, repository, manifest, keys, None)
-        async with reader.plaintext(manifest.objects[0]) as chunks:
+        async with reader.plaintext(base) as chunks:
             await _extract(chunks, data_dir)
+        for oid, record in spaces.items():
+            async with reader.plaintext(record) as chunks:
+                await _extract(chunks, places[oid])
+        if places:
+            _write_tablespace_map(data_dir, places)
+        for record in extra:  # backup_manifest of a spooled backup: where pg_basebackup -Fp puts it
+            async with reader.plaintext(record) as chunks:
+                await _write_file(chunks, data_dir / MANIFEST_FILE)
         _write_recovery(data_dir, manifest, wal, target, port, keys)
         if owner is not None:
-            _chown_tree(data_dir, owner.pw_uid, owner.pw_gid)
+            for root in (data_dir, *places.values()):
+                _chown_tree(root, owner.pw_uid, owner.pw_gid)
     except BaseException:
         with anyio.CancelScope(shield=True):
             _clear(data_dir, remove_dir=created)
+            for place, made in prepared:
+                _clear(place, remove_dir=made)
         raise
     if not start:
         return RestoredDir(manifest.backup_id, str(data_dir), target.describe, False, "prepared")
@@ -137,14 +164,74 @@ async def restore_to_dir(
 # --- the data directory --------------------------------------------------------------------------
 
 
-def _prepare_dir(data_dir: Path, owner: pwd.struct_passwd | None) -> bool:
+def _layout(manifest: Manifest) -> tuple[ObjectRecord, dict[str, ObjectRecord], list[ObjectRecord]]:
+    """A physical backup's objects: ``base.tar``, the tablespaces' tars by oid, and ``backup_manifest``."""
+    incomplete = ConfigError(f"backup {manifest.backup_id} is not a complete physical base backup")
+    if not manifest.ok:
+        raise incomplete
+    by_name = {record.name: record for record in manifest.objects}
+    oids = [str(space.get("oid")) for space in manifest.source.metadata.get("tablespaces") or []]
+    if BASE_TAR not in by_name or set(by_name) - {BASE_TAR, MANIFEST_FILE, *(f"{oid}.tar" for oid in oids)}:
+        raise incomplete
+    spaces = {oid: by_name[f"{oid}.tar"] for oid in oids if f"{oid}.tar" in by_name}
+    if len(spaces) != len(oids) or len(manifest.objects) != len(by_name):
+        raise incomplete
+    extra = [by_name[MANIFEST_FILE]] if MANIFEST_FILE in by_name else []
+    return by_name[BASE_TAR], spaces, extra
+
+
+def _tablespace_places(
+    manifest: Manifest, oids: Mapping[str, ObjectRecord], mapping: Mapping[str, str]
+) -> dict[str, Path]:
+    """Where each tablespace (by oid) goes: its original location unless ``mapping`` moves it."""
+    spaces = manifest.source.metadata.get("tablespaces") or []
+    original = {str(space["oid"]): str(space["location"]) for space in spaces if str(space.get("oid")) in oids}
+    unknown = sorted(set(mapping) - set(original.values()))
+    if unknown:
+        known = ", ".join(sorted(original.values())) or "none"
+        raise ConfigError(
+            f"--tablespace-map names {', '.join(unknown)}, which is no tablespace location of backup "
+            f"{manifest.backup_id} (its tablespaces: {known})"
+        )
+    places: dict[str, Path] = {}
+    for oid, location in original.items():
+        place = mapping.get(location, location)
+        if not os.path.isabs(place) or "\n" in place or "\r" in place:
+            raise ConfigError(f"a tablespace location must be an absolute path on one line, not {place!r}")
+        places[oid] = Path(os.path.normpath(place))
+    if len(set(places.values())) != len(places):
+        raise ConfigError("two tablespaces would be restored into the same directory")
+    return places
+
+
+def _write_tablespace_map(data_dir: Path, places: Mapping[str, Path]) -> None:
+    """Point the restored ``tablespace_map`` (``<oid> <path>`` lines, which the server turns into the
+    links in pg_tblspc when it starts) at where the tablespaces were restored."""
+    path = data_dir / "tablespace_map"
+    if not path.is_file():
+        raise SourceError("the base backup has tablespaces but its base.tar holds no tablespace_map file")
+    oids = [line.split(" ", 1)[0] for line in path.read_text().splitlines() if line.strip()]
+    if sorted(oids) != sorted(places):
+        raise SourceError(f"the base backup's tablespace_map lists {oids}, its manifest {sorted(places)}")
+    path.write_text("".join(f"{oid} {places[oid]}\n" for oid in oids))
+
+
+async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> None:
+    with await anyio.to_thread.run_sync(path.open, "wb") as out:
+        async for chunk in chunks:
+            await anyio.to_thread.run_sync(out.write, chunk)
+
+
+def _prepare_dir(data_dir: Path, owner: pwd.struct_passwd | None, what: str = "") -> bool:
     """An empty directory with mode 0700 owned by the server's user; True if we created it."""
     created = False
+    label = f"{what} {data_dir}" if what else str(data_dir)
     if data_dir.exists():
         if not data_dir.is_dir():
-            raise ConfigError(f"{data_dir} exists and is not a directory")
+            raise ConfigError(f"{label} exists and is not a directory")
         if any(data_dir.iterdir()):
-            raise ConfigError(f"{data_dir} is not empty; restore into an empty or new directory")
+            hint = " (map it elsewhere with --tablespace-map OLD=NEW)" if what else ""
+            raise ConfigError(f"{label} is not empty; restore into an empty or new directory{hint}")
     else:
         data_dir.mkdir(parents=True, mode=0o700)
         created = True
@@ -216,14 +303,17 @@ async def _extract(chunks: AsyncIterator[bytes], data_dir: Path) -> None:
             finished.set()
             reader.drain()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, work)
-        try:
-            async for chunk in chunks:
-                await anyio.to_thread.run_sync(feed.put, chunk)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(feed.put, None)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, work)
+            try:
+                async for chunk in chunks:
+                    await anyio.to_thread.run_sync(feed.put, chunk)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(feed.put, None)
+    except BaseExceptionGroup as group:  # a corrupt or unreadable object: its own error, in one line
+        raise primary_error(group) from None
     if failure:
         exc = failure[0]
         if isinstance(exc, tarfile.TarError | OSError):

@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 from backstream.cli.crypto_args import audit_log, provider_options
 from backstream.cli.options import print_json, run_async, storage_options
+from backstream.errors import ConfigError
 from backstream.jobs.encryption import KeyOptions
 from backstream.pitr.pg_restore_dir import RestoredDir, restore_to_dir
 from backstream.pitr.targets import RecoveryTarget
@@ -40,6 +43,29 @@ def add_pitr_arguments(parser: argparse.ArgumentParser) -> None:
         help="wal-fetch fetches the next N segments in the background (default: $BACKSTREAM_WAL_PREFETCH or 0)",
     )
     add("--config", metavar="FILE", help="wal-fetch settings for the restored server (default: $BACKSTREAM_CONFIG)")
+    add(
+        "--tablespace-map",
+        metavar="OLD=NEW",
+        action="append",
+        default=[],
+        help="restore the tablespace at OLD (its original location) into NEW instead (repeatable; absolute paths)",
+    )
+
+
+def tablespace_map(pairs: list[str]) -> dict[str, str]:
+    """``OLD=NEW`` options as a mapping (``\\=`` for an ``=`` inside a path, as pg_basebackup -T)."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        parts = [part.replace("\\=", "=") for part in re.split(r"(?<!\\)=", pair)]
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise ConfigError(f"--tablespace-map wants OLD=NEW, not {pair!r}")
+        old, new = (os.path.normpath(part) for part in parts)
+        if not os.path.isabs(old) or not os.path.isabs(new):
+            raise ConfigError(f"--tablespace-map wants absolute paths, not {pair!r}")
+        if old in mapping:
+            raise ConfigError(f"--tablespace-map names {old} twice")
+        mapping[old] = new
+    return mapping
 
 
 def run_to_dir(args: argparse.Namespace) -> int:
@@ -50,6 +76,7 @@ def run_to_dir(args: argparse.Namespace) -> int:
     if getattr(args, "wal_prefetch", None) is not None:
         wal = type(wal)(**{**wal.__dict__, "prefetch": max(0, args.wal_prefetch)})
     keys = KeyOptions(provider_options={**wal.provider_options, **provider_options(args)}, audit=audit_log(args))
+    spaces = tablespace_map(getattr(args, "tablespace_map", None) or [])
 
     async def work() -> RestoredDir:
         return await restore_to_dir(
@@ -61,6 +88,7 @@ def run_to_dir(args: argparse.Namespace) -> int:
             port=args.port,
             pg_bindir=args.pg_bindir,
             keys=keys,
+            tablespace_map=spaces,
         )
 
     done = run_async(work)

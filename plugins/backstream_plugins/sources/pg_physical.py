@@ -1,13 +1,16 @@
-"""The ``postgresql-physical`` source: physical base backups streamed from ``pg_basebackup -D - -Ft``.
+"""The ``postgresql-physical`` source: physical base backups taken with ``pg_basebackup -Ft``.
 
-Selected with ``backstream backup postgresql://... --physical`` (no URL scheme of its own). The
-tar stream goes through the pipeline as one object ``base.tar``; the manifest records the start and
-stop LSN, the timeline and the WAL segments needed for consistency. Limits: one tablespace only
-(pg_basebackup writes a single tar to stdout), and with ``wal=none`` (the default) the WAL comes
-from the archive that ``backstream wal-push`` fills, so archiving must work.
+Selected with ``backstream backup postgresql://... --physical`` (no URL scheme of its own). A
+cluster without tablespaces is streamed from ``pg_basebackup -D -`` as one object ``base.tar``; a
+cluster with tablespaces (pg_basebackup cannot write several tars to stdout) is spooled to a local
+directory first and stored as ``base.tar``, one ``<oid>.tar`` per tablespace and
+``backup_manifest``. The manifest records the start and stop LSN, the timeline, the WAL segments
+needed for consistency and the tablespaces. With ``wal=none`` (the default) the WAL comes from the
+archive that ``backstream wal-push`` fills, so archiving must work.
 
 Options: ``wal`` none|fetch (``-X``), ``checkpoint`` fast|spread (fast), ``bindir``,
-``connect_timeout`` seconds (10), ``max_rate`` (``-r``, e.g. 100M).
+``connect_timeout`` seconds (10), ``max_rate`` (``-r``, e.g. 100M), ``tmpdir`` (where a cluster
+with tablespaces is spooled; it needs room for the whole uncompressed backup).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from backstream import (
     PipeChunks,
     Register,
     SourceError,
+    file_source,
     hookimpl,
     import_psycopg,
     kill_tool,
@@ -44,6 +49,8 @@ _TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.MULTILINE)
 WATCHED = ("backup_label", "backup_manifest")
 """Members of the tar stream read on the way through: the start LSN/timeline and the WAL range."""
 MAX_WATCHED = 64 * 1024 * 1024
+BASE_TAR = "base.tar"
+MANIFEST_FILE = "backup_manifest"
 
 
 class _TarWatcher:
@@ -145,6 +152,7 @@ class PhysicalSource:
         self._bindir = options.get("bindir") or None
         self._timeout = options.get("connect_timeout") or "10"
         self._max_rate = options.get("max_rate") or None
+        self._tmpdir = options.get("tmpdir") or None
 
     def _where(self) -> str:
         host = self._params.get("host") or os.environ.get("PGHOST") or "localhost"
@@ -164,6 +172,10 @@ class PhysicalSource:
                     " (SELECT system_identifier::text FROM pg_control_system()),"
                     " (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))"
                 )
+                spaces = await conn.execute(
+                    "SELECT oid::text, spcname, pg_tablespace_location(oid) FROM pg_tablespace"
+                    " WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid"
+                )
         except psycopg.Error as exc:
             raise SourceError(f"cannot connect to PostgreSQL on {self._where()}: {_one_line(exc)}") from exc
         assert row is not None
@@ -172,7 +184,7 @@ class PhysicalSource:
             "archive_mode": row[1],
             "wal_segment_size": int(row[2]),
             "system_identifier": row[3],
-            "extra_tablespaces": int(row[4]),
+            "tablespaces": [{"oid": oid, "name": name, "location": location} for oid, name, location in spaces],
         }
 
     def _tool(self) -> str:
@@ -189,24 +201,67 @@ class PhysicalSource:
         return found
 
     def dump(self, job: JobContext) -> ByteSource:
-        return self._dump(job)
+        """The base backup as one tar stream (a cluster with tablespaces needs ``dump_files``)."""
+        return self._dump(job, None)
+
+    def dump_files(self, job: JobContext) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, ByteSource]]]:
+        """The base backup as named files: ``base.tar`` streamed straight away when the cluster has
+        no tablespaces; else ``base.tar``, ``<oid>.tar`` per tablespace and ``backup_manifest``,
+        spooled by ``pg_basebackup -D DIR -Ft`` first."""
+        return self._dump_files(job)
 
     @asynccontextmanager
-    async def _dump(self, job: JobContext) -> AsyncIterator[AsyncIterator[bytes]]:
+    async def _dump_files(self, job: JobContext) -> AsyncIterator[AsyncIterator[tuple[str, ByteSource]]]:
         facts = await self._server_facts()
-        if facts["extra_tablespaces"]:
-            raise SourceError(
-                "the cluster has tablespaces besides pg_default/pg_global; a streamed physical backup "
-                "(pg_basebackup -D - -Ft) supports a single tablespace only"
-            )
+        self._check_archiving(facts)
+        if not facts["tablespaces"]:
+
+            async def single() -> AsyncIterator[tuple[str, ByteSource]]:
+                yield BASE_TAR, self._dump(job, facts)
+
+            yield single()
+            return
+        spool = Path(
+            await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="backstream-base-", dir=self._tmpdir))
+        )
+        try:
+            out = spool / "backup"
+            async with self._pg_basebackup(job, str(out), stdout=subprocess.DEVNULL) as (process, failure):
+                code = await process.wait()
+                if code != 0:
+                    raise failure(code)
+            names = sorted(await anyio.to_thread.run_sync(os.listdir, out))
+            expected = {BASE_TAR, MANIFEST_FILE, *(f"{space['oid']}.tar" for space in facts["tablespaces"])}
+            if set(names) != expected:
+                raise SourceError(f"pg_basebackup wrote {', '.join(names)}; expected {', '.join(sorted(expected))}")
+            members = await anyio.to_thread.run_sync(_spooled_members, out)
+            self._record(job, facts, members)
+
+            async def files() -> AsyncIterator[tuple[str, ByteSource]]:
+                for name in names:
+                    yield name, file_source(out / name)
+
+            yield files()
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool, ignore_errors=True))
+
+    def _check_archiving(self, facts: dict[str, Any]) -> None:
         if self._wal == "none" and facts["archive_mode"] == "off":
             raise SourceError(
                 "archive_mode is off, so the WAL this base backup needs would not be archived; "
                 "set it up with: backstream pitr setup URL --repo REPO (or use -o wal=fetch)"
             )
+
+    @asynccontextmanager
+    async def _pg_basebackup(
+        self, job: JobContext, directory: str, *, stdout: int
+    ) -> AsyncIterator[tuple[Any, Callable[[int | None], SourceError]]]:
+        """Run ``pg_basebackup -D directory -Ft`` (``-`` for stdout); yields the process and the
+        function that turns its exit status into an error naming what it printed. On leaving, the
+        tool is killed if it still runs."""
         psycopg = import_psycopg()
         conninfo = str(psycopg.conninfo.make_conninfo("", **self._params))
-        argv = [self._tool(), "--no-password", "-d", conninfo, "-D", "-", "-Ft", "-X", self._wal]
+        argv = [self._tool(), "--no-password", "-d", conninfo, "-D", directory, "-Ft", "-X", self._wal]
         argv += ["-v", "-c", self._checkpoint]
         argv += ["-l", f"backstream {job.job_id}"]
         if self._max_rate:
@@ -216,40 +271,53 @@ class PhysicalSource:
             env["PGPASSWORD"] = self._password
         env.setdefault("PGCONNECT_TIMEOUT", self._timeout)
         with tempfile.TemporaryFile() as errors:
-            read_fd, write_fd = make_pipe()
             try:
-                try:
-                    process = await open_tool(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=errors, env=env)
-                except OSError as exc:
-                    raise SourceError(f"cannot run pg_basebackup: {exc.strerror or exc}") from exc
-                finally:
-                    os.close(write_fd)  # pg_basebackup holds the write end: EOF comes when it exits
+                process = await open_tool(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=errors, env=env)
+            except OSError as exc:
+                raise SourceError(f"cannot run pg_basebackup: {exc.strerror or exc}") from exc
 
-                def failure(code: int | None) -> SourceError:
-                    errors.seek(0)
-                    lines = [ln.strip() for ln in errors.read()[-16384:].decode("utf-8", "replace").splitlines()]
-                    detail = " | ".join(ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower())[:800]
-                    if "single tablespace" in detail or ("tablespace" in detail and "stdout" in detail):
-                        detail += " (a streamed physical backup supports a single tablespace only)"
-                    status = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-                    return SourceError(f"pg_basebackup failed ({status})" + (f": {detail}" if detail else ""))
+            def failure(code: int | None) -> SourceError:
+                errors.seek(0)
+                lines = [ln.strip() for ln in errors.read()[-16384:].decode("utf-8", "replace").splitlines()]
+                detail = " | ".join(ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower())[:800]
+                status = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+                return SourceError(f"pg_basebackup failed ({status})" + (f": {detail}" if detail else ""))
 
+            try:
+                yield process, failure
+            finally:
+                with anyio.CancelScope(shield=True):
+                    kill_tool(process)
+                    await process.aclose()
+
+    @asynccontextmanager
+    async def _dump(self, job: JobContext, facts: dict[str, Any] | None) -> AsyncIterator[AsyncIterator[bytes]]:
+        if facts is None:
+            facts = await self._server_facts()
+            self._check_archiving(facts)
+        if facts["tablespaces"]:
+            raise SourceError(
+                "the cluster has tablespaces besides pg_default/pg_global: pg_basebackup cannot stream "
+                "them as one tar; back it up with dump_files() (backstream backup --physical does)"
+            )
+        read_fd, write_fd = make_pipe()
+        try:
+            async with self._pg_basebackup(job, "-", stdout=write_fd) as (process, failure):
+                os.close(write_fd)  # pg_basebackup holds the write end: EOF comes when it exits
+                write_fd = -1
                 watcher = _TarWatcher()
                 chunks = PipeChunks(read_fd, observe=watcher.feed)  # read off the event loop by the pipeline
-                try:
-                    yield chunks
-                    if not chunks.at_end:
-                        raise SourceError("the base backup was abandoned before pg_basebackup finished")
-                    code = await process.wait()
-                    if code != 0:
-                        raise failure(code)
-                    self._record(job, facts, watcher.members)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        kill_tool(process)
-                        await process.aclose()
-            finally:
-                os.close(read_fd)
+                yield chunks
+                if not chunks.at_end:
+                    raise SourceError("the base backup was abandoned before pg_basebackup finished")
+                code = await process.wait()
+                if code != 0:
+                    raise failure(code)
+                self._record(job, facts, watcher.members)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
 
     def _record(self, job: JobContext, facts: dict[str, Any], members: dict[str, bytes]) -> None:
         label = members.get("backup_label", b"").decode("utf-8", "replace")
@@ -278,11 +346,30 @@ class PhysicalSource:
                 "wal_segment_size": size,
                 "start_wal": _segment(start_lsn, timeline, size),
                 "stop_wal": _segment(stop_lsn, timeline, size),
+                "tablespaces": facts["tablespaces"],
             }
         )
 
     async def restore(self, data: AsyncIterator[bytes], job: JobContext) -> None:
         raise ConfigError("physical backups restore into a data directory: backstream restore ID --to-dir DATADIR")
+
+
+def _spooled_members(directory: Path) -> dict[str, bytes]:
+    """``backup_label`` from a spooled ``base.tar`` and the ``backup_manifest`` file beside it."""
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(directory / BASE_TAR, "r:") as archive:
+            label = archive.extractfile("backup_label")
+            if label is not None:
+                members["backup_label"] = label.read(MAX_WATCHED)
+    except (tarfile.TarError, KeyError, OSError) as exc:
+        raise SourceError(f"cannot read backup_label from the spooled base.tar: {exc}") from exc
+    try:
+        with open(directory / MANIFEST_FILE, "rb") as manifest:
+            members["backup_manifest"] = manifest.read(MAX_WATCHED)
+    except OSError as exc:
+        raise SourceError(f"cannot read the spooled backup_manifest: {exc.strerror or exc}") from exc
+    return members
 
 
 class PhysicalFactory:
