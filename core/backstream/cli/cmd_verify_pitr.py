@@ -1,11 +1,14 @@
 """``backstream verify-pitr postgresql://... --repo URL``: prove WAL archiving works and report the recoverable window.
 
-Forces a WAL segment switch, waits until that segment is in the repository, then prints the window.
+Forces a WAL segment switch, waits until that segment is in the repository, checks that the archive
+holds every segment the base backups need up to it, then prints the window. Exit status 1 when a
+segment is missing or there is no base backup to recover from.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from backstream.cli.options import (
     add_json_argument,
@@ -35,8 +38,15 @@ def run(args: argparse.Namespace) -> int:
         lambda: verify_pitr(url, repo_url(args), timeout=args.timeout, storage_options=storage_options(args))
     )
     if args.json:
-        print_json(window.__dict__)
+        print_json({**window.__dict__, "complete": window.complete})
     else:
         print(f"archiving works: {window.segment} reached the repository in {window.waited_seconds:.1f} s")
         print(window.describe())
-    return 0
+    if window.complete:
+        return 0
+    if window.missing_wal:
+        problem = f"WAL segment {window.missing_wal} is missing from the archive"
+    else:
+        problem = "there is no physical base backup to recover from"
+    print(f"backstream: error: point-in-time recovery is not assured: {problem}", file=sys.stderr)
+    return 1

@@ -32,10 +32,10 @@ from backstream.errors import ConfigError, RepositoryError, SourceError, primary
 from backstream.jobs.common import open_repository
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import _Reader
+from backstream.pitr.continuity import archived_names, first_missing, segment_size_of
 from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
-from backstream.pitr.wal import list_archive
 from backstream.pitr.walconfig import WalConfig
-from backstream.pitr.walnames import DEFAULT_SEGMENT_SIZE, is_segment, segment_name, segment_number
+from backstream.pitr.walnames import is_segment
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
 
@@ -448,20 +448,12 @@ async def _stopped_message(data_dir: Path, target: RecoveryTarget, storage: Any,
 
 async def first_gap(storage: Any, manifest: Manifest) -> str | None:
     """The first WAL segment missing between the base backup's start and the newest archived segment."""
-    metadata = manifest.source.metadata
-    start = metadata.get("start_wal")
+    start = manifest.source.metadata.get("start_wal")
     if not start:
         return None
-    size = int(metadata.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
-    timeline = int(str(start)[:8], 16)
-    names = {r.name for r in await list_archive(storage) if is_segment(r.name) and int(r.name[:8], 16) == timeline}
-    if not names:
-        return str(start)
-    numbers = {segment_number(n, size) for n in names}
-    last = max(numbers)
-    number = segment_number(str(start), size)
-    while number <= last:
-        if number not in numbers:
-            return segment_name(timeline, number, size)
-        number += 1
-    return None
+    start = str(start)
+    names = await archived_names(storage)
+    on_timeline = [name for name in names if is_segment(name) and name[:8] == start[:8]]
+    if not on_timeline:
+        return start
+    return first_missing(names, start, max(on_timeline), segment_size_of(manifest))

@@ -15,12 +15,12 @@ import anyio
 from backstream.errors import ConfigError, SourceError, VerificationError
 from backstream.jobs.common import open_repository
 from backstream.pgsession import PgSession, import_psycopg
+from backstream.pitr.continuity import archived_names, first_missing, needed_from
 from backstream.pitr.pg_restore_dir import backstream_executable
 from backstream.pitr.targets import PHYSICAL_KIND
-from backstream.pitr.wal import list_archive
-from backstream.pitr.walnames import is_segment, sidecar_path
+from backstream.pitr.walnames import sidecar_path
 from backstream.plugins import Plugins
-from backstream.repository import format_time
+from backstream.repository import Manifest, format_time
 from backstream.repository.urls import redact_url
 
 
@@ -68,32 +68,72 @@ async def pitr_setup(url: str, repo: str, *, config_file: str | None = None, app
     return SetupResult(settings, apply, restart)
 
 
+TAKE_ONE = "backstream backup URL --physical"
+
+
 @dataclass(frozen=True)
 class PitrWindow:
+    """What ``verify-pitr`` found: the segment it switched to and waited for, and the window.
+
+    ``recoverable_from_*`` is the oldest physical base backup on the current timeline whose WAL,
+    from what it needs (``continuity.needed_from``) to ``segment``, is all in the archive.
+    ``missing_wal`` is the first segment missing from the oldest such range, and
+    ``broken_backups`` the backups that cannot replay past a missing segment;
+    ``unchecked_backups`` are on other timelines (continuity across a switch is not checked).
+    """
+
     segment: str
     waited_seconds: float
-    oldest_backup: str | None
-    oldest_backup_start: str | None
-    newest_wal: str | None
-    newest_wal_archived_at: str | None
+    recoverable_from_backup: str | None
+    recoverable_from: str | None
+    newest_wal: str
+    missing_wal: str | None = None
+    broken_backups: tuple[str, ...] = ()
+    unchecked_backups: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """True when a base backup can be replayed to now and no kept backup is cut off by a hole."""
+        return self.recoverable_from_backup is not None and self.missing_wal is None
 
     def describe(self) -> str:
-        if not self.oldest_backup_start:
-            return "no physical base backup yet: nothing to recover from (backstream backup URL --physical)"
-        return (
-            f"recoverable from {self.oldest_backup_start} (backup {self.oldest_backup}) "
-            f"to {self.newest_wal_archived_at} (WAL {self.newest_wal})"
-        )
+        lines = []
+        if self.recoverable_from_backup:
+            lines.append(
+                f"recoverable from {self.recoverable_from} (backup {self.recoverable_from_backup}) "
+                f"to now (WAL {self.newest_wal})"
+            )
+        elif not self.broken_backups:
+            lines.append(
+                "no physical base backup on this timeline: nothing to recover from (backstream backup URL --physical)"
+            )
+        if self.missing_wal:
+            lines.append(
+                f"WAL segment {self.missing_wal} is missing from the archive: backup(s) "
+                f"{', '.join(self.broken_backups)} cannot be replayed past it"
+                + (
+                    ""
+                    if self.recoverable_from_backup
+                    else "; take a new base backup (backstream backup URL --physical)"
+                )
+            )
+        if self.unchecked_backups:
+            lines.append(f"not checked (on an earlier timeline): backup(s) {', '.join(self.unchecked_backups)}")
+        return "\n".join(lines)
 
 
 async def verify_pitr(
     url: str, repo: str, *, timeout: float = 60.0, storage_options: dict[str, Any] | None = None
 ) -> PitrWindow:
-    """Write a WAL record, switch segments, wait for the closed segment in the archive; report the window."""
+    """Write a WAL record, switch segments, wait for the closed segment in the archive; then check
+    that every segment the physical base backups need from their start to it is there."""
     plugins = Plugins.load()
     repository = await open_repository(plugins, repo, storage_options)
     async with await _connect(url) as conn:
-        ((mode,),) = await conn.execute("SELECT current_setting('archive_mode')")
+        ((mode, size),) = await conn.execute(
+            "SELECT current_setting('archive_mode'),"
+            " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
+        )
         if mode == "off":
             raise VerificationError("archive_mode is off: run backstream pitr setup --apply, then restart PostgreSQL")
         await conn.execute("SELECT pg_logical_emit_message(false, 'backstream', 'verify-pitr')")
@@ -113,17 +153,35 @@ async def verify_pitr(
                 )
             await anyio.sleep(0.2)
     waited = time.monotonic() - started
+    # The archiver sends segments in order and retries a failing one until it succeeds, so once
+    # ``segment`` is archived every earlier segment has been too: one missing now is lost.
+    names = await archived_names(repository.storage)
     backups = [m for m in await repository.manifests() if m.ok and m.source.kind == PHYSICAL_KIND]
-    records = [r for r in await list_archive(repository.storage) if is_segment(r.name)]
-    newest = max(records, key=lambda r: r.archived_at) if records else None
-    oldest = backups[0] if backups else None
+    timeline = segment[:8]
+    recoverable: Manifest | None = None
+    missing: str | None = None
+    broken: list[str] = []
+    unchecked: list[str] = []
+    for manifest in backups:  # oldest first
+        first = needed_from(manifest)
+        if first is None or first[:8] != timeline:
+            unchecked.append(manifest.backup_id)
+            continue
+        gap = first_missing(names, first, segment, int(size))
+        if gap is None:
+            recoverable = recoverable or manifest
+        elif recoverable is None:
+            broken.append(manifest.backup_id)
+            missing = missing or gap
     return PitrWindow(
         segment=segment,
         waited_seconds=round(waited, 3),
-        oldest_backup=oldest.backup_id if oldest else None,
-        oldest_backup_start=format_time(oldest.started_at) if oldest else None,
-        newest_wal=newest.name if newest else None,
-        newest_wal_archived_at=_iso(newest.archived_at) if newest else None,
+        recoverable_from_backup=recoverable.backup_id if recoverable else None,
+        recoverable_from=format_time(recoverable.started_at) if recoverable else None,
+        newest_wal=segment,
+        missing_wal=missing,
+        broken_backups=tuple(broken),
+        unchecked_backups=tuple(unchecked),
     )
 
 

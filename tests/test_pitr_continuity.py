@@ -1,0 +1,149 @@
+"""verify-pitr checks that the WAL archive holds every segment the base backups need up to now: a
+lost segment makes it name the segment and the backups cut off by it, and exit 1.
+
+The first tests are pure (segment ranges); the rest run one archiving PostgreSQL 15 of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from backstream.pitr.continuity import first_missing, needed_from
+from backstream.repository import Manifest, SourceInfo, utc_now
+from fixtures.pitr import cli, enable_archiving, ok, postgres_owned_dir
+from fixtures.postgres import PostgresServer, start_postgres
+
+MiB = 1024 * 1024
+
+
+def names(*numbers: int, timeline: int = 1) -> set[str]:
+    return {f"{timeline:08X}{n // 256:08X}{n % 256:08X}" for n in numbers}
+
+
+def test_a_complete_range_has_no_missing_segment() -> None:
+    assert first_missing(names(3, 4, 5), "000000010000000000000003", "000000010000000000000005") is None
+
+
+def test_the_first_missing_segment_is_named() -> None:
+    missing = first_missing(names(3, 5, 7), "000000010000000000000003", "000000010000000000000007")
+    assert missing == "000000010000000000000004"
+
+
+def test_ranges_cross_from_one_log_file_to_the_next() -> None:
+    """16 MiB segments: 256 per log id, so ...00FF is followed by ...0100000000."""
+    have = names(0xFE, 0xFF, 0x101)
+    assert first_missing(have, "0000000100000000000000FE", "000000010000000100000001") == "000000010000000100000000"
+
+
+def test_other_segment_sizes_number_segments_their_own_way() -> None:
+    """64 MiB segments: 64 per log id, so ...003F is followed by ...0100000000."""
+    have = {"00000001000000000000003F", "000000010000000100000000"}
+    assert first_missing(have, "00000001000000000000003F", "000000010000000100000000", 64 * MiB) is None
+
+
+def test_a_range_over_two_timelines_is_refused() -> None:
+    with pytest.raises(ValueError):
+        first_missing(set(), "000000010000000000000003", "000000020000000000000005")
+
+
+def _manifest(**metadata: object) -> Manifest:
+    return Manifest(
+        backup_id="20261126T000000Z-000000",
+        repository_id="r",
+        source=SourceInfo(kind="postgresql-physical", url="postgresql://x", metadata=dict(metadata)),
+        started_at=utc_now(),
+        finished_at=utc_now(),
+        objects=(),
+    )
+
+
+def test_a_backup_needs_the_archive_from_its_start_or_with_fetched_wal_from_its_stop() -> None:
+    start, stop = "000000010000000000000003", "000000010000000000000005"
+    assert needed_from(_manifest(start_wal=start, stop_wal=stop, wal_method="none")) == start
+    assert needed_from(_manifest(start_wal=start, stop_wal=stop, wal_method="fetch")) == stop
+    assert needed_from(_manifest()) is None
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archiving:
+    server: PostgresServer
+    repo: str
+
+
+@pytest.fixture(scope="module")
+def archiving(server_side_backstream: str) -> Iterator[Archiving]:
+    with start_postgres() as server:
+        base = postgres_owned_dir("backstream-continuity-")
+        try:
+            repo = str(base / "repo")
+            enable_archiving(server, repo)
+            yield Archiving(server, repo)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def verify(archiving: Archiving) -> tuple[int, dict[str, object], str]:
+    result = cli("verify-pitr", archiving.server.url(), "--repo", archiving.repo, "--json")
+    return result.returncode, json.loads(result.stdout) if result.stdout else {}, result.stderr
+
+
+def switch_segments(archiving: Archiving, count: int) -> list[str]:
+    with archiving.server.connect() as conn:
+        return [conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0] for _ in range(count)]
+
+
+def test_verify_pitr_without_a_base_backup_exits_1_saying_so(archiving: Archiving) -> None:
+    code, window, stderr = verify(archiving)
+    assert code == 1
+    assert window["recoverable_from_backup"] is None and window["complete"] is False
+    assert "no physical base backup to recover from" in stderr and "Traceback" not in stderr
+
+
+def test_a_lost_segment_cuts_off_the_backups_before_it_until_a_newer_backup_exists(archiving: Archiving) -> None:
+    first = ok("backup", archiving.server.url(), "--physical", "--repo", archiving.repo).strip()
+    with archiving.server.connect() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (n int)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    switched = switch_segments(archiving, 3)
+    code, window, _ = verify(archiving)
+    assert (code, window["recoverable_from_backup"], window["missing_wal"]) == (0, first, None)
+
+    lost = switched[1]
+    for path in Path(archiving.repo, "wal", lost[:8]).glob(lost + ".*"):
+        path.unlink()  # as if someone or something deleted it from the repository
+    code, window, stderr = verify(archiving)
+    assert code == 1
+    assert window["missing_wal"] == lost and window["broken_backups"] == [first]
+    assert window["recoverable_from_backup"] is None
+    assert f"WAL segment {lost} is missing from the archive" in stderr
+
+    second = ok("backup", archiving.server.url(), "--physical", "--repo", archiving.repo).strip()
+    code, window, stderr = verify(archiving)
+    assert code == 1  # the older backup is still cut off by the hole
+    assert window["recoverable_from_backup"] == second
+    assert window["missing_wal"] == lost and window["broken_backups"] == [first]
+
+    ok("delete", first, "--repo", archiving.repo)
+    code, window, _ = verify(archiving)
+    assert (code, window["recoverable_from_backup"], window["missing_wal"]) == (0, second, None)
+
+
+def test_the_text_report_names_the_hole_and_what_is_still_recoverable(archiving: Archiving) -> None:
+    newest = json.loads(ok("list", "--repo", archiving.repo, "--json"))
+    assert newest, "runs after the end-to-end test above"
+    switched = switch_segments(archiving, 2)
+    lost = switched[0]
+    for path in Path(archiving.repo, "wal", lost[:8]).glob(lost + ".*"):
+        path.unlink()
+    result = cli("verify-pitr", archiving.server.url(), "--repo", archiving.repo)
+    assert result.returncode == 1
+    assert f"WAL segment {lost} is missing from the archive: backup(s) " in result.stdout
+    assert "take a new base backup" in result.stdout
