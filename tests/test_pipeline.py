@@ -381,3 +381,28 @@ def test_a_failing_sink_stops_a_blocking_reader_that_is_waiting_for_data() -> No
 
     with pytest.raises(StorageError, match="went away"):
         run(Pipeline(blocking_source(stream), [Transform("upper", Upper())], sink()))
+
+
+class Trickle(BlockingPieces):
+    """A source that never pauses for long: a 100-byte piece every 20 ms, without end."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def read_blocking(self, timeout: float) -> bytes | None:
+        time.sleep(0.02)
+        return b"t" * 100
+
+
+def test_a_cancelled_run_stops_a_reader_whose_source_trickles_without_pause() -> None:
+    """The reader learns of the abort at its next read, not when its 256 KiB batch fills (~50 s here)."""
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Pipeline(blocking_source(Trickle()), [], memory_sink(MemoryWriter())).run)
+            await anyio.sleep(0.3)
+            tg.cancel_scope.cancel()
+
+    started = time.monotonic()
+    anyio.run(main)
+    assert time.monotonic() - started < 5

@@ -764,3 +764,57 @@ def test_a_bindir_whose_pg_dump_cannot_run_fails_with_one_line(
     source = open_source(postgres_server.url(pg_awkward_db), bindir=str(bindir))
     with pytest.raises(SourceError, match=r"cannot run .*pg_dump: Permission denied"):
         anyio.run(read_dump, source, JobContext("b"))
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom", "directory"])
+def test_a_failed_dump_still_records_which_pg_dump_ran(
+    postgres_server: PostgresServer, pg_awkward_db: str, tmp_path: Path, fmt: str
+) -> None:
+    """A pg_dump older than the server is the usual cause of a failed dump: its version must be in the record."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "pg_dump"  # answers --version like pg_dump, fails every dump
+    wrapper.write_text(
+        f'#!/bin/sh\ncase "$1" in --version) exec {postgres_server.bindir}/pg_dump --version ;; esac\n'
+        'echo "pg_dump: error: aborting because of server version mismatch" >&2\nexit 1\n'
+    )
+    wrapper.chmod(0o755)
+    job = JobContext("b")
+
+    async def main() -> None:
+        source = open_source(postgres_server.url(pg_awkward_db), bindir=str(bindir), format=fmt)
+        async with source.dump_files(job) as files:
+            async for _, data in files:
+                async with data as chunks:
+                    async for _ in chunks:
+                        pass
+
+    with pytest.raises(SourceError, match="server version mismatch"):
+        anyio.run(main)
+    assert job.metadata["dump_tool"].startswith("pg_dump (PostgreSQL) 15")
+
+
+def test_a_pg_dump_that_never_answers_version_does_not_hold_up_the_dump(
+    postgres_server: PostgresServer, pg_awkward_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "pg_dump"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase "$1" in --version) exec sleep 30 ;; esac\nexec {postgres_server.bindir}/pg_dump "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(sys.modules[MODULE], "VERSION_SECONDS", 0.5)
+    job = JobContext("b")
+
+    async def main() -> int:
+        size = 0
+        async with open_source(postgres_server.url(pg_awkward_db), bindir=str(bindir)).dump(job) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+        return size
+
+    started = time.monotonic()
+    assert anyio.run(main) > 0
+    assert time.monotonic() - started < 10
+    assert job.metadata["dump_tool"] == ""

@@ -449,3 +449,23 @@ async def test_an_option_s3fs_does_not_know_is_a_config_error(s3_bucket: S3Bucke
     storage = _plugins().open_storage(s3_bucket.url, no_such_option="1", **s3_bucket.storage_options)
     with pytest.raises(ConfigError, match="no_such_option"):
         await storage.exists("x")
+
+
+@pytest.mark.anyio
+async def test_a_kernel_refusing_writeback_advice_does_not_fail_a_local_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """posix_fadvise is only advice (some filesystems and sandboxes refuse it): the write goes on.
+    The refusal is simulated (it cannot be produced on this machine's filesystems)."""
+    calls = []
+
+    def refuse(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append(advice)
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(fsspec_store.os, "posix_fadvise", refuse)
+    data = _data(fsspec_store.WRITEBACK_BYTES * 2 + 12345)
+    storage = _plugins().open_storage(str(tmp_path))
+    await Pipeline(iterable_source([data]), [], storage.open_write("a/b")).run()
+    assert (tmp_path / "a" / "b").read_bytes() == data
+    assert len(calls) == 1  # refused once, not asked again for this object

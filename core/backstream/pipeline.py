@@ -309,12 +309,12 @@ class _BlockingReader:
         mark = time.perf_counter()
         try:
             while True:
+                if self._out.aborted:  # checked at every read: a trickling source must not delay an abort
+                    raise _Aborted
                 chunk = self._chunks.read_blocking(self.POLL_SECONDS)
                 now = time.perf_counter()
                 metrics.busy_seconds += now - mark
                 if chunk is None:
-                    if self._out.aborted:
-                        raise _Aborted
                     mark = now
                     continue
                 if not chunk:

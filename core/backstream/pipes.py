@@ -39,10 +39,11 @@ class PipeChunks:
     """
 
     GATHER_SECONDS = 0.001
-    """After a short read, how long ``read_blocking`` sleeps before it reads again; if nothing more
-    came by then, it hands on less than a full chunk. Dump tools write 4-8 KiB at a time: waking on
-    each write (as polling would) costs a thread wake-up and a GIL hand-off per 4 KiB, ~0.1 CPU s
-    per 268 MB dump; one sleep lets the tool fill the chunk (a dump runs at ~250 KB/ms)."""
+    """After a short read, how long ``read_blocking`` sleeps before it reads again; after two such
+    sleeps in a row with nothing new it hands on less than a full chunk. Dump tools write 4-8 KiB
+    at a time: waking on each write (as polling would) costs a thread wake-up and a GIL hand-off
+    per 4 KiB, ~0.1 CPU s per 268 MB dump; one sleep lets the tool fill the chunk (a dump runs at
+    ~250 KB/ms)."""
 
     GATHER_LIMIT = 0.02
     """A chunk is handed on at the latest this long after its first bytes came, however slowly
@@ -60,7 +61,7 @@ class PipeChunks:
         """The next chunk (up to CHUNK_SIZE), ``b""`` at EOF, None if nothing came in ``timeout`` s."""
         pieces: list[bytes] = []
         size = 0
-        slept = False
+        idle = 0  # sleeps in a row that brought nothing
         deadline = 0.0
         while size < CHUNK_SIZE and not self.at_end:
             try:
@@ -69,11 +70,11 @@ class PipeChunks:
                 if not pieces:
                     if not self._poll.poll(timeout * 1000):
                         break
-                elif slept or time.monotonic() >= deadline:
+                elif idle >= 2 or time.monotonic() >= deadline:
                     break  # the tool writes slowly: hand on what there is
                 else:
                     time.sleep(self.GATHER_SECONDS)
-                    slept = True
+                    idle += 1
                 continue
             if not data:
                 self.at_end = True
@@ -82,7 +83,7 @@ class PipeChunks:
                 deadline = time.monotonic() + self.GATHER_LIMIT
             pieces.append(data)
             size += len(data)
-            slept = False
+            idle = 0
         if not pieces:
             return b"" if self.at_end else None
         return self._seen(pieces[0] if len(pieces) == 1 else b"".join(pieces))

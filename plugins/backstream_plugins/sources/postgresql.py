@@ -340,6 +340,10 @@ async def _run_tool(
             await tool.stderr.join()
 
 
+VERSION_SECONDS = 5.0
+"""How long ``pg_dump --version`` may take to answer before the manifest records no version."""
+
+
 @asynccontextmanager
 async def _tool_version(path: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
     """Start ``path --version`` now and yield the function that reads its answer: the probe runs
@@ -350,11 +354,13 @@ async def _tool_version(path: str) -> AsyncIterator[Callable[[], Awaitable[str]]
         raise SourceError(f"cannot run {path}: {exc.strerror or exc}") from exc
 
     async def answer() -> str:
+        """The version line; empty if the tool has not answered within VERSION_SECONDS."""
         assert process.stdout is not None
         output = b""
-        async for piece in process.stdout:
-            output += piece[: 4096 - len(output)]  # a version line; never keep more than a page
-        await process.wait()
+        with anyio.move_on_after(VERSION_SECONDS):
+            async for piece in process.stdout:
+                output += piece[: 4096 - len(output)]  # a version line; never keep more than a page
+            await process.wait()
         return output.decode("utf-8", "replace").strip()
 
     try:
@@ -436,6 +442,9 @@ class PostgresSource:
                 async with tool_context as tool:
                     os.close(write_fd)  # pg_dump holds the write end now: EOF comes when it exits
                     write_fd = -1
+                    # Read while pg_dump starts (the probe has answered by now): a failed backup's
+                    # record names the pg_dump too, the likeliest clue (one older than the server).
+                    job.metadata["dump_tool"] = await tool_version()
                     chunks = PipeChunks(read_fd)
                     yield chunks
                     if not chunks.at_end:
@@ -449,7 +458,6 @@ class PostgresSource:
                 os.close(read_fd)
                 if write_fd >= 0:
                     os.close(write_fd)
-            job.metadata["dump_tool"] = await tool_version()
         await self._record_stop(job, settings, dbname)
 
     def dump_files(self, job: JobContext) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, ByteSource]]]:

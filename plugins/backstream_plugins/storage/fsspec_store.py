@@ -102,6 +102,7 @@ class _LocalUpload:
     def __init__(self, target: str) -> None:
         self._target = target
         self._unsynced = 0
+        self._advise = hasattr(os, "posix_fadvise")
         directory, name = os.path.split(target)
         self._temporary = os.path.join(directory, _temp_name(name))
         os.makedirs(directory, exist_ok=True)
@@ -114,12 +115,15 @@ class _LocalUpload:
     def write(self, data: bytes) -> None:
         self._handle.write(data)
         self._unsynced += len(data)
-        if self._unsynced >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+        if self._unsynced >= WRITEBACK_BYTES and self._advise:
             # Start writing back what is written so far (and let the kernel drop what is already
             # on disk): commit's fsync then waits for the tail only, and a backup does not push
-            # the database's own pages out of the page cache.
+            # the database's own pages out of the page cache. Only advice: a refusal is ignored.
             self._handle.flush()
-            os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            try:
+                os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                self._advise = False
             self._unsynced = 0
 
     def commit(self) -> None:
