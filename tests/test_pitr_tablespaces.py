@@ -14,13 +14,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import psycopg
 import pytest
+from backstream import format_tablespace_map, parse_tablespace_map
+from backstream.jobs import backup
 from fixtures.pitr import cli, ok, postgres_owned_dir
 from fixtures.postgres import PostgresServer, _free_port, as_postgres, start_postgres
+from fixtures.processes import child_processes
+from hypothesis import given
+from hypothesis import strategies as st
 
 SPACED_ROWS = 1000
 PLAIN_ROWS = 10
+
+
+def test_tablespace_map_lines_are_read_with_postgresqls_escapes() -> None:
+    """As PostgreSQL 15 writes them: a backslash before each backslash, newline and carriage return."""
+    data = b"16384 /srv/ts one\n16385 /srv/a\\\\b\\\nc\r\n"
+    assert parse_tablespace_map(data) == [("16384", b"/srv/ts one"), ("16385", b"/srv/a\\b\nc")]
+
+
+@given(st.lists(st.tuples(st.integers(1, 2**32 - 1).map(str), st.binary(min_size=1).filter(lambda b: b"\0" not in b))))
+def test_any_tablespace_map_survives_writing_and_reading_back(entries: list[tuple[str, bytes]]) -> None:
+    assert parse_tablespace_map(format_tablespace_map(entries)) == entries
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,8 @@ def test_a_cluster_with_a_tablespace_is_stored_as_base_tablespace_and_manifest_o
 def test_restore_moves_the_tablespace_with_tablespace_map_and_the_server_reads_every_row(
     spaced: Spaced, restore_parent: Path
 ) -> None:
-    data, moved, port = restore_parent / "data", restore_parent / "ts1-moved", _free_port()
+    data, port = restore_parent / "data", _free_port()
+    moved = restore_parent / "ts1 moved\\here"  # a space and a backslash: tablespace_map escapes the latter
     result = cli(
         "restore", spaced.backup_id, "--repo", spaced.repo, "--to-dir", str(data),
         "--tablespace-map", f"{spaced.location}={moved}",
@@ -187,3 +205,57 @@ def test_a_pg_basebackup_failing_while_spooling_fails_the_backup_and_removes_the
     assert "pg_basebackup failed (exit status 1): pg_basebackup: error: could not read COPY data" in result.stderr
     assert ok("list", "--repo", spaced.repo, "--json") == before
     assert list(spool.iterdir()) == []
+
+
+def test_a_cluster_with_an_in_place_tablespace_is_refused_before_anything_is_copied(spaced: Spaced) -> None:
+    """pg_basebackup leaves an in-place tablespace's files out (PostgreSQL 15): refused, not lost."""
+    with spaced.server.connect() as conn:
+        conn.execute("SET allow_in_place_tablespaces = on")
+        conn.execute("CREATE TABLESPACE inplace LOCATION ''")
+        try:
+            before = ok("list", "--repo", spaced.repo, "--json")
+            result = cli("backup", spaced.server.url(), "--physical", "-o", "wal=fetch", "--repo", spaced.repo)
+            assert result.returncode != 0
+            assert "inplace are in-place tablespaces" in result.stderr and "Traceback" not in result.stderr
+            assert ok("list", "--repo", spaced.repo, "--json") == before
+        finally:
+            conn.execute("DROP TABLESPACE inplace")
+
+
+def test_a_spool_directory_that_cannot_be_made_fails_in_one_line(spaced: Spaced, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    result = cli(
+        "backup", spaced.server.url(), "--physical", "-o", "wal=fetch", "-o", f"tmpdir={missing}",
+        "--repo", spaced.repo,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"cannot make a spool directory in {missing}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_backup_cancelled_while_spooling_removes_the_spool_and_pg_basebackup(spaced: Spaced, tmp_path: Path) -> None:
+    """A library caller's timeout (an anyio cancel scope), not only Ctrl-C, cleans up the spool."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    tool = fake / "pg_basebackup"  # writes part of a backup, then hangs
+    tool.write_text(
+        '#!/bin/sh\nwhile [ "$1" != "-D" ]; do shift; done\n'
+        'mkdir -p "$2" && head -c 1000000 /dev/zero > "$2/base.tar"\nexec sleep 300\n'
+    )
+    tool.chmod(0o755)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+
+    async def main() -> bool:
+        with anyio.move_on_after(3) as scope:
+            await backup(
+                spaced.server.url(),
+                repo=spaced.repo,
+                source_plugin="postgresql-physical",
+                options={"wal": "fetch", "bindir": str(fake), "tmpdir": str(spool)},
+            )
+        return scope.cancelled_caught
+
+    assert anyio.run(main), "the backup should have been cancelled by the timeout"
+    assert list(spool.iterdir()) == []
+    assert child_processes("sleep") == []

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.pgsession import PgSession, import_psycopg
     from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
     from backstream.pipes import PipeChunks, make_pipe
+    from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
     from backstream.plugins import Plugins, make_plugin_manager
     from backstream.protocols import (
         Aead,
@@ -134,6 +135,8 @@ _LAZY: dict[str, str] = {
     "make_pipe": "backstream.pipes",
     "PgSession": "backstream.pgsession",
     "import_psycopg": "backstream.pgsession",
+    "parse_tablespace_map": "backstream.pitr.tablespace_map",
+    "format_tablespace_map": "backstream.pitr.tablespace_map",
     "kill_tool": "backstream.tools",
     "open_tool": "backstream.tools",
     "make_plugin_manager": "backstream.plugins",
@@ -255,6 +258,8 @@ __all__ = [
     "make_pipe",
     "PgSession",
     "import_psycopg",
+    "parse_tablespace_map",
+    "format_tablespace_map",
     "kill_tool",
     "open_tool",
     "make_plugin_manager",

@@ -33,6 +33,7 @@ from backstream.jobs.common import open_repository
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import _Reader
 from backstream.pitr.continuity import archived_names, first_missing, segment_size_of
+from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
 from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
 from backstream.pitr.walconfig import WalConfig
 from backstream.pitr.walnames import is_segment
@@ -124,7 +125,7 @@ async def restore_to_dir(
         raise ConfigError(f"backup {manifest.backup_id} ended after {target.describe}; it cannot recover to it")
     places = _tablespace_places(manifest, spaces, tablespace_map or {})
     owner = server_user()
-    data_dir = Path(to_dir).absolute()
+    data_dir = Path(os.path.normpath(Path(to_dir).absolute()))
     for place in places.values():
         if place == data_dir or data_dir in place.parents or place in data_dir.parents:
             raise ConfigError(f"tablespace directory {place} and data directory {data_dir} must not contain each other")
@@ -196,8 +197,8 @@ def _tablespace_places(
     places: dict[str, Path] = {}
     for oid, location in original.items():
         place = mapping.get(location, location)
-        if not os.path.isabs(place) or "\n" in place or "\r" in place:
-            raise ConfigError(f"a tablespace location must be an absolute path on one line, not {place!r}")
+        if not os.path.isabs(place):
+            raise ConfigError(f"a tablespace location must be an absolute path, not {place!r}")
         places[oid] = Path(os.path.normpath(place))
     if len(set(places.values())) != len(places):
         raise ConfigError("two tablespaces would be restored into the same directory")
@@ -206,14 +207,18 @@ def _tablespace_places(
 
 def _write_tablespace_map(data_dir: Path, places: Mapping[str, Path]) -> None:
     """Point the restored ``tablespace_map`` (``<oid> <path>`` lines, which the server turns into the
-    links in pg_tblspc when it starts) at where the tablespaces were restored."""
+    links in pg_tblspc when it starts) at where the tablespaces were restored; lines of tablespaces
+    that live inside the data directory (in-place ones) stay as they are."""
     path = data_dir / "tablespace_map"
     if not path.is_file():
         raise SourceError("the base backup has tablespaces but its base.tar holds no tablespace_map file")
-    oids = [line.split(" ", 1)[0] for line in path.read_text().splitlines() if line.strip()]
-    if sorted(oids) != sorted(places):
-        raise SourceError(f"the base backup's tablespace_map lists {oids}, its manifest {sorted(places)}")
-    path.write_text("".join(f"{oid} {places[oid]}\n" for oid in oids))
+    entries = parse_tablespace_map(path.read_bytes())
+    listed = {oid for oid, _ in entries}
+    if not set(places) <= listed:
+        raise SourceError(f"the base backup's tablespace_map lists {sorted(listed)}, its manifest {sorted(places)}")
+    path.write_bytes(
+        format_tablespace_map([(oid, os.fsencode(places[oid]) if oid in places else old) for oid, old in entries])
+    )
 
 
 async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> None:

@@ -42,6 +42,7 @@ from backstream import (
     kill_tool,
     make_pipe,
     open_tool,
+    parse_tablespace_map,
 )
 
 _START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.MULTILINE)
@@ -214,6 +215,7 @@ class PhysicalSource:
     async def _dump_files(self, job: JobContext) -> AsyncIterator[AsyncIterator[tuple[str, ByteSource]]]:
         facts = await self._server_facts()
         self._check_archiving(facts)
+        _check_tablespaces(facts["tablespaces"])
         if not facts["tablespaces"]:
 
             async def single() -> AsyncIterator[tuple[str, ByteSource]]:
@@ -221,21 +223,31 @@ class PhysicalSource:
 
             yield single()
             return
-        spool = Path(
-            await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="backstream-base-", dir=self._tmpdir))
-        )
+        spool: Path | None = None
         try:
+            where = self._tmpdir
+            try:  # (a cancellation just as this returns would leave an empty directory behind)
+                spool = Path(
+                    await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="backstream-base-", dir=where))
+                )
+            except OSError as exc:
+                raise SourceError(
+                    f"cannot make a spool directory in {where or 'the temporary directory'}: {exc}"
+                ) from exc
             out = spool / "backup"
             async with self._pg_basebackup(job, str(out), stdout=subprocess.DEVNULL) as (process, failure):
                 code = await process.wait()
                 if code != 0:
                     raise failure(code)
             names = sorted(await anyio.to_thread.run_sync(os.listdir, out))
-            expected = {BASE_TAR, MANIFEST_FILE, *(f"{space['oid']}.tar" for space in facts["tablespaces"])}
+            members = await anyio.to_thread.run_sync(_spooled_members, out)
+            # What pg_basebackup wrote is the truth (a tablespace may have come or gone since the
+            # query): one <oid>.tar per tablespace_map line with an absolute path.
+            spaces = _spooled_tablespaces(members, facts["tablespaces"])
+            expected = {BASE_TAR, MANIFEST_FILE, *(f"{space['oid']}.tar" for space in spaces)}
             if set(names) != expected:
                 raise SourceError(f"pg_basebackup wrote {', '.join(names)}; expected {', '.join(sorted(expected))}")
-            members = await anyio.to_thread.run_sync(_spooled_members, out)
-            self._record(job, facts, members)
+            self._record(job, {**facts, "tablespaces": spaces}, members)
 
             async def files() -> AsyncIterator[tuple[str, ByteSource]]:
                 for name in names:
@@ -243,7 +255,9 @@ class PhysicalSource:
 
             yield files()
         finally:
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool, ignore_errors=True))
+            if spool is not None:
+                with anyio.CancelScope(shield=True):  # a whole uncompressed copy of the cluster
+                    await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool, ignore_errors=True))
 
     def _check_archiving(self, facts: dict[str, Any]) -> None:
         if self._wal == "none" and facts["archive_mode"] == "off":
@@ -295,6 +309,7 @@ class PhysicalSource:
         if facts is None:
             facts = await self._server_facts()
             self._check_archiving(facts)
+            _check_tablespaces(facts["tablespaces"])
         if facts["tablespaces"]:
             raise SourceError(
                 "the cluster has tablespaces besides pg_default/pg_global: pg_basebackup cannot stream "
@@ -354,16 +369,43 @@ class PhysicalSource:
         raise ConfigError("physical backups restore into a data directory: backstream restore ID --to-dir DATADIR")
 
 
+def _check_tablespaces(spaces: list[dict[str, str]]) -> None:
+    """Refuse in-place tablespaces (``allow_in_place_tablespaces``, a setting for tests): their
+    location is inside pg_tblspc, and pg_basebackup leaves their files out of the backup."""
+    inplace = [space["name"] for space in spaces if not os.path.isabs(space["location"])]
+    if inplace:
+        raise SourceError(
+            f"tablespace(s) {', '.join(inplace)} are in-place tablespaces (allow_in_place_tablespaces), whose "
+            "files pg_basebackup does not back up; move their tables to a real tablespace first"
+        )
+
+
+def _spooled_tablespaces(members: dict[str, bytes], queried: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The tablespaces of a spooled backup, from its base.tar's tablespace_map (names from the query)."""
+    names = {space["oid"]: space["name"] for space in queried}
+    spaces = []
+    for oid, path in parse_tablespace_map(members.get("tablespace_map", b"")):
+        location = os.fsdecode(path)
+        _check_tablespaces([{"name": names.get(oid, oid), "location": location}])  # one made meanwhile
+        spaces.append({"oid": oid, "name": names.get(oid, ""), "location": location})
+    return spaces
+
+
 def _spooled_members(directory: Path) -> dict[str, bytes]:
-    """``backup_label`` from a spooled ``base.tar`` and the ``backup_manifest`` file beside it."""
+    """``backup_label`` and ``tablespace_map`` from a spooled ``base.tar``, and the
+    ``backup_manifest`` file beside it."""
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(directory / BASE_TAR, "r:") as archive:
-            label = archive.extractfile("backup_label")
-            if label is not None:
-                members["backup_label"] = label.read(MAX_WATCHED)
-    except (tarfile.TarError, KeyError, OSError) as exc:
-        raise SourceError(f"cannot read backup_label from the spooled base.tar: {exc}") from exc
+            for name in ("backup_label", "tablespace_map"):
+                try:
+                    member = archive.extractfile(name)
+                except KeyError:
+                    continue
+                if member is not None:
+                    members[name] = member.read(MAX_WATCHED)
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"cannot read the spooled base.tar: {exc}") from exc
     try:
         with open(directory / MANIFEST_FILE, "rb") as manifest:
             members["backup_manifest"] = manifest.read(MAX_WATCHED)
