@@ -573,3 +573,18 @@ def test_sqlite_target_time_restores_the_newest_backup_not_after_it(tmp_path: Pa
         )
     )
     assert "finished at or before" in line
+
+
+def test_check_covers_the_binlog_archive_and_catches_a_changed_byte(scenario: Scenario) -> None:
+    repo = copy_repo(scenario, "checked")
+    found = records(repo)
+    healthy = json.loads(cli("check", "--repo", str(repo), "--read-data", "--json", env=scenario.env).stdout)
+    assert healthy["ok"] and healthy["archived"] == len(found) > 0
+    target = repo / found[-1].path
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    target.write_bytes(bytes(raw))
+    result = cli("check", "--repo", str(repo), "--json", env=scenario.env, check=False)
+    assert result.returncode == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("sha256", found[-1].path)]

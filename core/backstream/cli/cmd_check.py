@@ -1,5 +1,6 @@
 """``backstream check --repo URL [--read-data]``: every manifest parses, every object exists with its
-recorded size and sha256; ``--read-data`` also decrypts and decompresses each object end to end.
+recorded size and sha256, and so does every file of the WAL and binlog archives; ``--read-data``
+also decrypts and decompresses each object end to end.
 
 Reports orphans (objects no manifest names, ``.partial`` temp objects, stale locks); exits 1 on any problem.
 """
@@ -14,8 +15,9 @@ from backstream.cli.options import add_json_argument, add_repo_argument, open_re
 from backstream.jobs import KeyOptions
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
-from backstream.repository.check import CheckReport, check_repository
-from backstream.verify.drill import read_object
+from backstream.repository.check import ArchivedFile, CheckReport, check_repository
+from backstream.verify.archives import ARCHIVES
+from backstream.verify.drill import read_object, read_stored
 
 NAME = "check"
 HELP = "check the repository's manifests and objects (sizes, hashes; --read-data: decrypt and decompress)"
@@ -40,7 +42,17 @@ def run(args: argparse.Namespace) -> int:
         async def read(manifest: Manifest, record: ObjectRecord) -> None:
             await read_object(plugins, repository, manifest, record, keys)
 
-        return await check_repository(repository, read_data=read if args.read_data else None)
+        async def read_archived(archived: ArchivedFile) -> None:
+            await read_stored(
+                plugins, repository, archived.record, archived.context, keys, archived.plaintext_sha256, "record"
+            )
+
+        return await check_repository(
+            repository,
+            read_data=read if args.read_data else None,
+            archives=ARCHIVES,
+            read_archived=read_archived if args.read_data else None,
+        )
 
     report = run_async(work)
     if args.json:

@@ -1,5 +1,7 @@
 """Repository check and cleanup: every manifest parses, every object it names exists with the
 recorded size and sha256; orphans (objects no manifest names, ``.partial`` temp objects, stale locks).
+The same for archives kept beside the backups (PostgreSQL WAL, MySQL binlogs): every record
+parses and the object it names is there, whole.
 
 ``cleanup`` removes orphans older than a grace period under the exclusive lock, never a path a manifest names.
 """
@@ -7,7 +9,7 @@ recorded size and sha256; orphans (objects no manifest names, ``.partial`` temp 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +27,32 @@ TEMP_SUFFIX = ".partial"
 
 ReadData = Callable[[Manifest, ObjectRecord], Awaitable[Any]]
 """Reads one object end to end (decrypt, decompress); raises on any problem."""
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    """One committed file of an archive, as check sees it: the object its record names (as an
+    ObjectRecord), the context its encryption is bound to, and the sha256 of its plaintext."""
+
+    record: ObjectRecord
+    context: dict[str, str]
+    plaintext_sha256: str
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An archive beside the backups: ``prefix`` holds ``<name>.json`` records (the commit points)
+    and the objects they name; ``parse(data, where, repository_id)`` reads one record."""
+
+    name: str
+    prefix: str
+    parse: Callable[[bytes, str, str], ArchivedFile]
+
+
+ReadArchived = Callable[[ArchivedFile], Awaitable[Any]]
+"""Reads one archived file end to end (decrypt, decompress, plaintext sha256); raises on any problem."""
+
+RECORD_SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ class CheckReport:
 
     manifests: int = 0
     objects: int = 0
+    archived: int = 0
     bytes_checked: int = 0
     read_data: bool = False
     problems: list[Problem] = field(default_factory=list)
@@ -71,6 +100,7 @@ class CheckReport:
             "ok": self.ok,
             "manifests": self.manifests,
             "objects": self.objects,
+            "archived": self.archived,
             "bytes_checked": self.bytes_checked,
             "read_data": self.read_data,
             "problems": [vars(p) for p in self.problems],
@@ -88,7 +118,10 @@ class CheckReport:
         }
 
     def summary(self) -> str:
-        what = f"{self.manifests} manifests, {self.objects} objects ({self.bytes_checked} bytes hashed"
+        what = f"{self.manifests} manifests, {self.objects} objects"
+        if self.archived:
+            what += f", {self.archived} archived files"
+        what += f" ({self.bytes_checked} bytes hashed"
         what += ", read end to end)" if self.read_data else ")"
         if self.ok:
             return f"OK: {what}"
@@ -96,11 +129,19 @@ class CheckReport:
 
 
 async def check_repository(
-    repository: Repository, *, read_data: ReadData | None = None, hash_objects: bool = True
+    repository: Repository,
+    *,
+    read_data: ReadData | None = None,
+    hash_objects: bool = True,
+    archives: Sequence[Archive] = (),
+    read_archived: ReadArchived | None = None,
 ) -> CheckReport:
-    """Check every manifest and object; with ``read_data``, also read each object end to end."""
+    """Check every manifest and object, and every record and object of ``archives``; with
+    ``read_data``/``read_archived``, also read each object end to end."""
     storage = repository.storage
     report = CheckReport(read_data=read_data is not None)
+    for archive in archives:
+        await _check_archive(repository, archive, report, read_archived, hash_objects)
     live_ids: set[str] = set()
     for path, lock in await read_locks(storage):
         if lock is None:
@@ -189,7 +230,78 @@ async def _check_group(
                 report.problems.append(Problem("data", record.path, str(exc)))
 
 
-async def _hash(repository: Repository, record: ObjectRecord) -> Problem | None:
+async def _check_archive(
+    repository: Repository,
+    archive: Archive,
+    report: CheckReport,
+    read_archived: ReadArchived | None,
+    hash_objects: bool,
+) -> None:
+    storage = repository.storage
+    paths = await storage.list(archive.prefix)
+    present = set(paths)
+    named: set[str] = set()
+    for path in sorted(p for p in paths if p.endswith(RECORD_SUFFIX)):
+        report.archived += 1
+        try:
+            archived = archive.parse(await read_small(storage, path), path, repository.repository_id)
+        except BackstreamError as exc:
+            report.problems.append(Problem("record", path, str(exc)))
+            named.add(path[: -len(RECORD_SUFFIX)])  # its object is not an orphan: the record is broken
+            continue
+        record = archived.record
+        named.add(record.path)
+        if await _stored_whole(repository, record, present, report, hash_objects) and read_archived is not None:
+            try:
+                await read_archived(archived)
+            except BackstreamError as exc:
+                report.problems.append(Problem("data", record.path, str(exc)))
+    for path in sorted(present - named):
+        if path.endswith(RECORD_SUFFIX):
+            continue
+        # A push writes its object (through a temporary one) first and its record last: look
+        # again before calling it an orphan.
+        if not await storage.exists(path) or await _has_record(storage, path):
+            continue
+        what = "temporary object of an unfinished write" if path.endswith(TEMP_SUFFIX) else "no record"
+        report.orphans.append(Orphan(path, f"{archive.name} archive: {what} (an interrupted push)", None))
+
+
+async def _has_record(storage: Any, path: str) -> bool:
+    """Whether a record exists for the archived object ``path`` (``dir/<file>.json`` for
+    ``dir/<file>.<ext>...``; file names may hold dots, as binlogs' do)."""
+    directory, _, name = path.rpartition("/")
+    parts = name.split(".")
+    for end in range(1, len(parts)):
+        stem = ".".join(parts[:end])
+        if stem and await storage.exists(f"{directory}/{stem}{RECORD_SUFFIX}"):
+            return True
+    return False
+
+
+async def _stored_whole(
+    repository: Repository, record: ObjectRecord, present: set[str], report: CheckReport, hash_objects: bool
+) -> bool:
+    """Whether ``record``'s object is there with its recorded size (and sha256); problems go to ``report``."""
+    if record.path not in present:
+        report.problems.append(Problem("missing", record.path, "the object named by the record is missing"))
+        return False
+    size = await repository.storage.size(record.path)
+    if size != record.stored_size:
+        report.problems.append(
+            Problem("size", record.path, f"{size} bytes stored, the record says {record.stored_size}")
+        )
+        return False
+    if hash_objects:
+        problem = await _hash(repository, record, described_by="record")
+        report.bytes_checked += record.stored_size
+        if problem is not None:
+            report.problems.append(problem)
+            return False
+    return True
+
+
+async def _hash(repository: Repository, record: ObjectRecord, described_by: str = "manifest") -> Problem | None:
     digest = hashlib.sha256()
     size = 0
     try:
@@ -200,10 +312,10 @@ async def _hash(repository: Repository, record: ObjectRecord) -> Problem | None:
     except BackstreamError as exc:
         return Problem("missing", record.path, f"cannot read: {exc}")
     if size != record.stored_size:
-        return Problem("size", record.path, f"{size} bytes read, the manifest says {record.stored_size}")
+        return Problem("size", record.path, f"{size} bytes read, the {described_by} says {record.stored_size}")
     if digest.hexdigest() != record.stored_sha256:
         return Problem(
-            "sha256", record.path, "sha256 does not match the manifest: the object was modified or corrupted"
+            "sha256", record.path, f"sha256 does not match the {described_by}: the object was modified or corrupted"
         )
     return None
 

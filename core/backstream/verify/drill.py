@@ -6,6 +6,7 @@ The committed manifest is never rewritten: a drill is a separate small JSON file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -152,13 +153,15 @@ def describe_drill(drill: Mapping[str, Any] | None) -> str:
 
 
 class _Counter:
-    """A sink that counts and drops what it receives."""
+    """A sink that counts (and hashes) and drops what it receives."""
 
     def __init__(self) -> None:
         self.size = 0
+        self.digest = hashlib.sha256()
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
+        self.digest.update(chunk)
 
     @asynccontextmanager
     async def sink(self) -> AsyncIterator[ByteWriter]:
@@ -168,13 +171,27 @@ class _Counter:
 async def read_object(
     plugins: Plugins, repository: Repository, manifest: Manifest, record: ObjectRecord, keys: KeyOptions | None
 ) -> int:
-    """Read one object end to end (sha256, decryption, decompression, plaintext size); returns its size."""
+    """Read one object of a backup end to end (sha256, decryption, decompression, plaintext size);
+    returns its size."""
+    context = object_context(manifest.backup_id, manifest.source.url, manifest.started_at, record.codec, record.name)
+    return await read_stored(plugins, repository, record, context, keys)
+
+
+async def read_stored(
+    plugins: Plugins,
+    repository: Repository,
+    record: ObjectRecord,
+    context: Mapping[str, str],
+    keys: KeyOptions | None,
+    plaintext_sha256: str | None = None,
+    described_by: str = "manifest",
+) -> int:
+    """Read one stored object end to end: its stored sha256, decryption (``context`` is what its
+    header must be bound to), decompression, plaintext size and, if given, plaintext sha256
+    (``described_by`` names what recorded them, for the error)."""
     async with verified(repository.storage.open_read(record.path), record) as stored:
         transforms: list[Transform] = []
         if record.cipher:
-            context = object_context(
-                manifest.backup_id, manifest.source.url, manifest.started_at, record.codec, record.name
-            )
             decrypt, stored = await open_decrypting(
                 plugins, stored, context, keys=keys, object_name=f"{repository.url}/{record.path}"
             )
@@ -184,8 +201,10 @@ async def read_object(
         await Pipeline(iterable_source(stored), transforms, counter.sink()).run()
     if counter.size != record.plaintext_size:
         raise IntegrityError(
-            f"{record.path} decompresses to {counter.size} bytes; the manifest says {record.plaintext_size}"
+            f"{record.path} decompresses to {counter.size} bytes; the {described_by} says {record.plaintext_size}"
         )
+    if plaintext_sha256 is not None and counter.digest.hexdigest() != plaintext_sha256:
+        raise IntegrityError(f"{record.path} decompresses to other bytes than were archived (plaintext sha256)")
     return counter.size
 
 
@@ -195,6 +214,7 @@ __all__ = [
     "drill_brief",
     "latest_drills",
     "read_object",
+    "read_stored",
     "record_drill",
     "run_drill",
     "verify_target",
