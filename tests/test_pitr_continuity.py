@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from backstream.pitr.continuity import first_missing, needed_from
+from backstream.pitr.setup import PitrWindow
 from backstream.repository import Manifest, SourceInfo, utc_now
 from fixtures.pitr import cli, enable_archiving, ok, postgres_owned_dir
 from fixtures.postgres import PostgresServer, start_postgres
@@ -67,6 +68,34 @@ def test_a_backup_needs_the_archive_from_its_start_or_with_fetched_wal_from_its_
     assert needed_from(_manifest(start_wal=start, stop_wal=stop, wal_method="none")) == start
     assert needed_from(_manifest(start_wal=start, stop_wal=stop, wal_method="fetch")) == stop
     assert needed_from(_manifest()) is None
+
+
+def window(**fields: object) -> PitrWindow:
+    base: dict[str, object] = {
+        "segment": "000000020000000000000009",
+        "waited_seconds": 0.1,
+        "recoverable_from_backup": None,
+        "recoverable_from": None,
+        "newest_wal": "000000020000000000000009",
+    }
+    return PitrWindow(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_a_window_with_a_recoverable_backup_and_no_hole_has_no_problem() -> None:
+    assert window(recoverable_from_backup="b2", recoverable_from="2026-11-26T00:00:00Z").problem() is None
+
+
+def test_backups_only_on_an_earlier_timeline_are_not_counted_as_recoverable() -> None:
+    problem = window(unchecked_backups=("b1",)).problem()
+    assert problem is not None and "no physical base backup on the current timeline (00000002)" in problem
+    assert "not checked: backup(s) b1" in window(unchecked_backups=("b1",)).describe().replace(
+        "not checked (on an earlier timeline)", "not checked"
+    )
+
+
+def test_a_hole_is_the_problem_even_when_a_newer_backup_recovers() -> None:
+    holey = window(recoverable_from_backup="b2", recoverable_from="t", missing_wal="X", broken_backups=("b1",))
+    assert holey.problem() == "WAL segment X is missing from the archive"
 
 
 # --- end to end ----------------------------------------------------------------------------------

@@ -42,11 +42,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"archiving works: {window.segment} reached the repository in {window.waited_seconds:.1f} s")
         print(window.describe())
-    if window.complete:
+    problem = window.problem()
+    if problem is None:
         return 0
-    if window.missing_wal:
-        problem = f"WAL segment {window.missing_wal} is missing from the archive"
-    else:
-        problem = "there is no physical base backup to recover from"
     print(f"backstream: error: point-in-time recovery is not assured: {problem}", file=sys.stderr)
     return 1

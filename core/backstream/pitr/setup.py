@@ -96,6 +96,19 @@ class PitrWindow:
         """True when a base backup can be replayed to now and no kept backup is cut off by a hole."""
         return self.recoverable_from_backup is not None and self.missing_wal is None
 
+    def problem(self) -> str | None:
+        """Why recovery to now is not assured, in one line; None when it is."""
+        if self.complete:
+            return None
+        if self.missing_wal:
+            return f"WAL segment {self.missing_wal} is missing from the archive"
+        if self.unchecked_backups:
+            return (
+                f"no physical base backup on the current timeline ({self.segment[:8]}); those on earlier "
+                "timelines are not checked across the switch: take a base backup"
+            )
+        return "there is no physical base backup to recover from"
+
     def describe(self) -> str:
         lines = []
         if self.recoverable_from_backup:
