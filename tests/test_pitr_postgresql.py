@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from backstream import JobContext, Plugins, SourceError
 from fixtures.pitr import cli, enable_archiving, ok, postgres_owned_dir
-from fixtures.postgres import PostgresServer, _free_port, as_postgres, start_postgres
+from fixtures.postgres import PostgresServer, _free_port, start_postgres
 from fixtures.processes import child_processes
 
 SEGMENT_A = "000000010000000000000001"
@@ -81,20 +81,9 @@ def _archive_three_batches(server: PostgresServer, repo: str) -> Scenario:
 
 
 @pytest.fixture
-def restored_dir() -> Iterator[Path]:
+def restored_dir(restore_parent: Path) -> Path:
     """A new data directory path (not created) under a postgres-owned parent; its server is stopped after."""
-    parent = postgres_owned_dir("backstream-pitr-restore-")
-    data = parent / "data"
-    try:
-        yield data
-    finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                as_postgres(["/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                capture_output=True,
-                check=False,
-            )
-        shutil.rmtree(parent, ignore_errors=True)
+    return restore_parent / "data"
 
 
 def _batches(server: PostgresServer, port: int) -> list[int]:

@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from backstream import format_tablespace_map, parse_tablespace_map
 from backstream.jobs import backup
 from fixtures.pitr import cli, ok, postgres_owned_dir
-from fixtures.postgres import PostgresServer, _free_port, as_postgres, start_postgres
+from fixtures.postgres import PostgresServer, _free_port, start_postgres
 from fixtures.processes import child_processes
 from hypothesis import given
 from hypothesis import strategies as st
@@ -74,23 +73,6 @@ def spaced(server_side_backstream: str) -> Iterator[Spaced]:
             yield Spaced(server, repo, backup_id, str(location), row[0])
         finally:
             shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def restore_parent() -> Iterator[Path]:
-    """A postgres-owned directory for a restored data directory and tablespace; its server is stopped after."""
-    parent = postgres_owned_dir("backstream-ts-restore-")
-    try:
-        yield parent
-    finally:
-        data = parent / "data"
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                as_postgres(["/usr/lib/postgresql/15/bin/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                capture_output=True,
-                check=False,
-            )
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 def test_a_cluster_with_a_tablespace_is_stored_as_base_tablespace_and_manifest_objects(spaced: Spaced) -> None:

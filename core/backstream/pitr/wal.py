@@ -389,16 +389,7 @@ async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
     if not await storage.exists(record_path):
         raise WalNotFound(f"{name} is not in the WAL archive of {repository.url}")
     record = WalRecord.from_json(await storage.read_bytes(record_path), f"{repository.url}/{record_path}")
-    as_object = ObjectRecord(
-        name=name,
-        path=record.path,
-        stored_size=record.stored_size,
-        stored_sha256=record.stored_sha256,
-        plaintext_size=record.plaintext_size,
-        codec=record.codec,
-        cipher=record.cipher,
-        key_refs=record.key_refs,
-    )
+    as_object = ObjectRecord.archived(record)
     writer = MemoryWriter()
     async with verified(storage.open_read(record.path), as_object) as stored:
         transforms: list[Transform] = []

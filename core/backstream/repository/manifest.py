@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from backstream.errors import RepositoryError
 from backstream.repository.ids import format_time, is_backup_id, parse_time
@@ -17,6 +17,27 @@ from backstream.version import __version__
 MANIFEST_FORMAT_VERSION = 1
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+
+
+class ArchiveRecord(Protocol):
+    """What the WAL and binlog archives record of each file (the fields an ObjectRecord needs)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def stored_size(self) -> int: ...
+    @property
+    def stored_sha256(self) -> str: ...
+    @property
+    def plaintext_size(self) -> int: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def cipher(self) -> str | None: ...
+    @property
+    def key_refs(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,20 @@ class ObjectRecord:
     codec_options: dict[str, str] = field(default_factory=dict)
     cipher: str | None = None
     key_refs: tuple[str, ...] = ()
+
+    @classmethod
+    def archived(cls, record: ArchiveRecord) -> ObjectRecord:
+        """An archive's record of one file (a WAL segment, a binlog) as an object record."""
+        return cls(
+            name=record.name,
+            path=record.path,
+            stored_size=record.stored_size,
+            stored_sha256=record.stored_sha256,
+            plaintext_size=record.plaintext_size,
+            codec=record.codec,
+            cipher=record.cipher,
+            key_refs=tuple(record.key_refs),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,16 +14,7 @@ from backstream.repository.check import Archive, ArchivedFile
 def _wal_file(data: bytes, where: str, repository_id: str) -> ArchivedFile:
     record = WalRecord.from_json(data, where)
     return ArchivedFile(
-        record=ObjectRecord(
-            name=record.name,
-            path=record.path,
-            stored_size=record.stored_size,
-            stored_sha256=record.stored_sha256,
-            plaintext_size=record.plaintext_size,
-            codec=record.codec,
-            cipher=record.cipher,
-            key_refs=record.key_refs,
-        ),
+        record=ObjectRecord.archived(record),
         context=wal_context(repository_id, record.name, record.codec),
         plaintext_sha256=record.plaintext_sha256,
     )
@@ -32,16 +23,7 @@ def _wal_file(data: bytes, where: str, repository_id: str) -> ArchivedFile:
 def _binlog_file(data: bytes, where: str, repository_id: str) -> ArchivedFile:
     record = BinlogRecord.from_json(data, where=where)
     return ArchivedFile(
-        record=ObjectRecord(
-            name=record.name,
-            path=record.path,
-            stored_size=record.stored_size,
-            stored_sha256=record.stored_sha256,
-            plaintext_size=record.plaintext_size,
-            codec=record.codec,
-            cipher=record.cipher,
-            key_refs=record.key_refs,
-        ),
+        record=ObjectRecord.archived(record),
         context=encryption_context(repository_id, record.server_id, record.name, record.codec),
         plaintext_sha256=record.plaintext_sha256,
     )
