@@ -109,3 +109,29 @@ def test_an_object_without_a_record_is_an_orphan_that_cleanup_leaves_alone(
     cleaned = cli("cleanup", "--repo", repo, "--older-than", "0s")
     assert cleaned.returncode == 0, cleaned.stderr
     assert orphan.exists()  # a push may still be writing it: removing archive objects is left to the user
+
+
+def test_a_temporary_object_in_the_archive_is_a_note_not_an_orphan(archived: tuple[str, dict[str, str]]) -> None:
+    """A push writes through a hidden temporary object: running now, or interrupted, check cannot tell."""
+    repo, _ = archived
+    temporary = Path(repo, "wal", "00000001", f".{SEGMENTS[0]}.zst.0123456789ab.partial")
+    temporary.write_bytes(b"half a segment")
+    code, report = check(repo)
+    assert (code, report["orphans"]) == (0, [])
+    assert any(temporary.name in note for note in report["notes"])
+
+
+def test_an_object_beside_a_record_that_names_another_is_an_orphan(archived: tuple[str, dict[str, str]]) -> None:
+    """A push interrupted under one codec and redone under another leaves the first object unnamed."""
+    repo, _ = archived
+    stale = Path(repo, "wal", "00000001", SEGMENTS[0] + ".lz4")
+    stale.write_bytes(b"an older attempt")
+    code, report = check(repo)
+    assert code == 1
+    assert [o["path"] for o in report["orphans"]] == [f"wal/00000001/{stale.name}"]
+
+
+def test_read_data_reads_each_archived_object_once(archived: tuple[str, dict[str, str]]) -> None:
+    repo, env = archived
+    _, report = check(repo, "--read-data", env=env)
+    assert report["bytes_checked"] == sum(stored(repo, name).stat().st_size for name in SEGMENTS)

@@ -10,12 +10,16 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
+from backstream.jobs import open_repository
 from backstream.pitr.continuity import first_missing, needed_from
 from backstream.pitr.setup import PitrWindow
-from backstream.repository import Manifest, SourceInfo, utc_now
+from backstream.plugins import Plugins
+from backstream.repository import Manifest, SourceInfo, new_backup_id, utc_now
 from fixtures.pitr import cli, enable_archiving, ok, postgres_owned_dir
 from fixtures.postgres import PostgresServer, start_postgres
 
@@ -63,10 +67,15 @@ def _manifest(**metadata: object) -> Manifest:
     )
 
 
-def test_a_backup_needs_the_archive_from_its_start_or_with_fetched_wal_from_its_stop() -> None:
+def test_a_backup_needs_the_archive_from_its_start_or_with_fetched_wal_from_after_its_stop() -> None:
     start, stop = "000000010000000000000003", "000000010000000000000005"
     assert needed_from(_manifest(start_wal=start, stop_wal=stop, wal_method="none")) == start
-    assert needed_from(_manifest(start_wal=start, stop_wal=stop, wal_method="fetch")) == stop
+    fetched = {"start_wal": start, "stop_wal": stop, "wal_method": "fetch"}
+    # From a primary, pg_backup_stop switched segments: the stop segment is whole inside the tar.
+    assert needed_from(_manifest(**fetched, backup_from="primary")) == "000000010000000000000006"
+    # From a standby (or not recorded) the tar's stop segment may be partial: it is needed too.
+    assert needed_from(_manifest(**fetched, backup_from="standby")) == stop
+    assert needed_from(_manifest(**fetched)) == stop
     assert needed_from(_manifest()) is None
 
 
@@ -88,9 +97,8 @@ def test_a_window_with_a_recoverable_backup_and_no_hole_has_no_problem() -> None
 def test_backups_only_on_an_earlier_timeline_are_not_counted_as_recoverable() -> None:
     problem = window(unchecked_backups=("b1",)).problem()
     assert problem is not None and "no physical base backup on the current timeline (00000002)" in problem
-    assert "not checked: backup(s) b1" in window(unchecked_backups=("b1",)).describe().replace(
-        "not checked (on an earlier timeline)", "not checked"
-    )
+    described = window(unchecked_backups=("b1",)).describe()
+    assert "not checked (on an earlier timeline" in described and "backup(s) b1" in described
 
 
 def test_a_hole_is_the_problem_even_when_a_newer_backup_recovers() -> None:
@@ -163,6 +171,29 @@ def test_a_lost_segment_cuts_off_the_backups_before_it_until_a_newer_backup_exis
     ok("delete", first, "--repo", archiving.repo)
     code, window, _ = verify(archiving)
     assert (code, window["recoverable_from_backup"], window["missing_wal"]) == (0, second, None)
+
+    # Another cluster's base backup in the same repository, whose WAL names would fall before the
+    # hole: it says nothing about this cluster and is left out.
+    foreign = anyio.run(commit_foreign_backup, archiving.repo, switched[0])
+    code, window, _ = verify(archiving)
+    assert (code, window["recoverable_from_backup"], window["missing_wal"]) == (0, second, None)
+    assert foreign not in window["broken_backups"] + window["unchecked_backups"]
+    ok("delete", foreign, "--repo", archiving.repo)
+
+
+async def commit_foreign_backup(repo: str, start_wal: str) -> str:
+    repository = await open_repository(Plugins.load(), repo)
+    metadata = {"system_identifier": "1", "start_wal": start_wal, "stop_wal": start_wal, "wal_method": "none"}
+    taken = datetime(2026, 1, 1, tzinfo=UTC)  # older than this cluster's backups: it would be checked first
+    manifest = Manifest(
+        backup_id=new_backup_id(taken),
+        repository_id=repository.repository_id,
+        source=SourceInfo(kind="postgresql-physical", url="postgresql://other", metadata=metadata),
+        started_at=taken,
+        finished_at=taken,
+    )
+    await repository.commit(manifest)
+    return manifest.backup_id
 
 
 def test_the_text_report_names_the_hole_and_what_is_still_recoverable(archiving: Archiving) -> None:

@@ -100,6 +100,7 @@ def test_physical_backup_manifest_records_lsns_timeline_and_wal_range(scenario: 
     metadata = shown["source"]["metadata"]
     assert shown["source"]["kind"] == "postgresql-physical"
     assert metadata["timeline"] == 1
+    assert metadata["backup_from"] == "primary"  # from backup_label: what verify-pitr's WAL rule needs
     assert metadata["start_lsn"] and metadata["stop_lsn"]
     assert metadata["start_wal"] <= metadata["stop_wal"]
     assert [obj["name"] for obj in shown["objects"]] == ["base.tar"]

@@ -82,6 +82,7 @@ def test_a_cluster_with_a_tablespace_is_stored_as_base_tablespace_and_manifest_o
         {"oid": spaced.oid, "name": "ts1", "location": spaced.location}
     ]
     assert shown["source"]["metadata"]["start_lsn"] and shown["source"]["metadata"]["stop_lsn"]
+    assert shown["source"]["metadata"]["backup_from"] == "primary"
 
 
 def test_restore_moves_the_tablespace_with_tablespace_map_and_the_server_reads_every_row(

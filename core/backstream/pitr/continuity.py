@@ -31,12 +31,25 @@ def segment_size_of(manifest: Manifest) -> int:
 
 
 def needed_from(manifest: Manifest) -> str | None:
-    """The first segment a physical backup needs from the archive to replay past its end: its start
-    segment, or with ``wal=fetch`` (the WAL up to its stop is inside the tar) its stop segment, which
-    replay past the stop LSN reads whole from the archive. None when the manifest does not say."""
+    """The first segment a physical backup needs from the archive to replay past its end; None when
+    the manifest does not say.
+
+    With ``wal=none`` that is its start segment. With ``wal=fetch`` the WAL up to the stop is inside
+    the tar: a backup from a primary (``BACKUP FROM: primary``, whose stop switched to a new
+    segment) needs the segment after its stop segment; one from a standby, or older manifests that
+    did not record where they came from, the stop segment itself (the tar's copy may be partial).
+    """
     metadata = manifest.source.metadata
-    first = metadata.get("stop_wal") if metadata.get("wal_method") == "fetch" else metadata.get("start_wal")
-    return str(first) if first and is_segment(str(first)) else None
+    if metadata.get("wal_method") != "fetch":
+        first = metadata.get("start_wal")
+        return str(first) if first and is_segment(str(first)) else None
+    stop = metadata.get("stop_wal")
+    if not stop or not is_segment(str(stop)):
+        return None
+    if metadata.get("backup_from") != "primary":
+        return str(stop)
+    size = segment_size_of(manifest)
+    return segment_name(int(str(stop)[:8], 16), segment_number(str(stop), size) + 1, size)
 
 
 def first_missing(names: set[str], first: str, last: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str | None:

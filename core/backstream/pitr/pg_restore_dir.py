@@ -32,7 +32,7 @@ from backstream.errors import ConfigError, RepositoryError, SourceError, primary
 from backstream.jobs.common import open_repository
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import _Reader
-from backstream.pitr.continuity import archived_names, first_missing, segment_size_of
+from backstream.pitr.continuity import archived_names, first_missing, needed_from, segment_size_of
 from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
 from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
 from backstream.pitr.walconfig import WalConfig
@@ -439,26 +439,27 @@ async def _start_and_wait(
 
 async def _stopped_message(data_dir: Path, target: RecoveryTarget, storage: Any, manifest: Manifest) -> str:
     detail = _log_tail(data_dir)
-    missing = await first_gap(storage, manifest)
-    where = f"; see {data_dir / SERVER_LOG_NAME}"
-    if missing:
-        return (
-            f"recovery stopped before {target.describe}: WAL segment {missing} is missing from the archive "
-            f"(later segments exist, so the archive has a hole){where}" + (f" [{detail}]" if detail else "")
-        )
+    gap = await first_gap(storage, manifest)
+    where = f"; see {data_dir / SERVER_LOG_NAME}" + (f" [{detail}]" if detail else "")
+    if gap is not None:
+        missing, later = gap
+        why = "later segments exist, so the archive has a hole" if later else "no WAL from there on is archived"
+        stopped = f"recovery stopped before {target.describe}"
+        return f"{stopped}: WAL segment {missing} is missing from the archive ({why}){where}"
     return (
         f"the restored server stopped before reaching {target.describe}: {detail or 'no FATAL line in its log'}{where}"
     )
 
 
-async def first_gap(storage: Any, manifest: Manifest) -> str | None:
-    """The first WAL segment missing between the base backup's start and the newest archived segment."""
-    start = manifest.source.metadata.get("start_wal")
-    if not start:
+async def first_gap(storage: Any, manifest: Manifest) -> tuple[str, bool] | None:
+    """The first WAL segment the base backup needs that is missing from the archive, and whether
+    later segments of its timeline are there (a hole) or not (the archive ends before it)."""
+    first = needed_from(manifest)
+    if first is None:
         return None
-    start = str(start)
     names = await archived_names(storage)
-    on_timeline = [name for name in names if is_segment(name) and name[:8] == start[:8]]
-    if not on_timeline:
-        return start
-    return first_missing(names, start, max(on_timeline), segment_size_of(manifest))
+    on_timeline = [name for name in names if is_segment(name) and name[:8] == first[:8]]
+    if not on_timeline or max(on_timeline) < first:
+        return first, False
+    missing = first_missing(names, first, max(on_timeline), segment_size_of(manifest))
+    return None if missing is None else (missing, True)

@@ -131,7 +131,10 @@ class PitrWindow:
                 )
             )
         if self.unchecked_backups:
-            lines.append(f"not checked (on an earlier timeline): backup(s) {', '.join(self.unchecked_backups)}")
+            lines.append(
+                f"not checked (on an earlier timeline, or no WAL range recorded): backup(s) "
+                f"{', '.join(self.unchecked_backups)}"
+            )
         return "\n".join(lines)
 
 
@@ -143,9 +146,10 @@ async def verify_pitr(
     plugins = Plugins.load()
     repository = await open_repository(plugins, repo, storage_options)
     async with await _connect(url) as conn:
-        ((mode, size),) = await conn.execute(
+        ((mode, size, system),) = await conn.execute(
             "SELECT current_setting('archive_mode'),"
-            " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
+            " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),"
+            " (SELECT system_identifier::text FROM pg_control_system())"
         )
         if mode == "off":
             raise VerificationError("archive_mode is off: run backstream pitr setup --apply, then restart PostgreSQL")
@@ -169,7 +173,11 @@ async def verify_pitr(
     # The archiver sends segments in order and retries a failing one until it succeeds, so once
     # ``segment`` is archived every earlier segment has been too: one missing now is lost.
     names = await archived_names(repository.storage)
-    backups = [m for m in await repository.manifests() if m.ok and m.source.kind == PHYSICAL_KIND]
+    backups = [
+        m
+        for m in await repository.manifests()
+        if m.ok and m.source.kind == PHYSICAL_KIND and str(m.source.metadata.get("system_identifier")) == str(system)
+    ]  # a repository may hold other clusters' backups: their WAL names say nothing about this one's
     timeline = segment[:8]
     recoverable: Manifest | None = None
     missing: str | None = None
@@ -177,8 +185,8 @@ async def verify_pitr(
     unchecked: list[str] = []
     for manifest in backups:  # oldest first
         first = needed_from(manifest)
-        if first is None or first[:8] != timeline:
-            unchecked.append(manifest.backup_id)
+        if first is None or first[:8] != timeline or first > segment:
+            unchecked.append(manifest.backup_id)  # no WAL range recorded, or on an earlier timeline
             continue
         gap = first_missing(names, first, segment, int(size))
         if gap is None:

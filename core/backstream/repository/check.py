@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
+
 from backstream.errors import BackstreamError
 from backstream.protocols import MultipartUploads
 from backstream.repository.blobs import list_under, read_small
@@ -53,6 +55,10 @@ ReadArchived = Callable[[ArchivedFile], Awaitable[Any]]
 """Reads one archived file end to end (decrypt, decompress, plaintext sha256); raises on any problem."""
 
 RECORD_SUFFIX = ".json"
+ARCHIVE_CONCURRENCY = 16
+"""Archived files checked at a time (each is a few requests on remote storage)."""
+ARCHIVE_UPLOAD_GRACE = timedelta(hours=1)
+"""A multipart upload under an archive younger than this may be a push running now: a note, not an orphan."""
 
 
 @dataclass(frozen=True)
@@ -160,11 +166,15 @@ async def check_repository(
     if uploads is None:
         report.notes.append("this storage cannot list abandoned multipart uploads; not checked")
     else:
+        now = utc_now()
         for path, upload_id, initiated in uploads:
             owner = path[len(BACKUPS_PREFIX) :].split("/", 1)[0] if path.startswith(BACKUPS_PREFIX) else None
             if owner is not None and owner in live_ids:
                 continue  # a running backup is writing it
             reason = f"incomplete multipart upload {upload_id[:16]}…"
+            if any(path.startswith(a.prefix) for a in archives) and now - initiated < ARCHIVE_UPLOAD_GRACE:
+                report.notes.append(f"{path}: {reason} of a push started {format_time(initiated)} (running?)")
+                continue
             report.orphans.append(Orphan(path, reason, initiated, upload_id=upload_id))
     return report
 
@@ -241,62 +251,86 @@ async def _check_archive(
     paths = await storage.list(archive.prefix)
     present = set(paths)
     named: set[str] = set()
-    for path in sorted(p for p in paths if p.endswith(RECORD_SUFFIX)):
-        report.archived += 1
-        try:
-            archived = archive.parse(await read_small(storage, path), path, repository.repository_id)
-        except BackstreamError as exc:
-            report.problems.append(Problem("record", path, str(exc)))
-            named.add(path[: -len(RECORD_SUFFIX)])  # its object is not an orphan: the record is broken
-            continue
-        record = archived.record
-        named.add(record.path)
-        if await _stored_whole(repository, record, present, report, hash_objects) and read_archived is not None:
+    unreadable: set[str] = set()  # "<dir>/<file>." of records that do not parse
+    limiter = anyio.CapacityLimiter(ARCHIVE_CONCURRENCY)
+    found: list[Problem] = []
+
+    async def one(path: str) -> None:
+        async with limiter:
             try:
-                await read_archived(archived)
+                archived = archive.parse(await read_small(storage, path), path, repository.repository_id)
             except BackstreamError as exc:
-                report.problems.append(Problem("data", record.path, str(exc)))
+                found.append(Problem("record", path, str(exc)))
+                unreadable.add(path[: -len(RECORD_SUFFIX)] + ".")  # its object is no orphan: the record is broken
+                return
+            record = archived.record
+            named.add(record.path)
+            # --read-data checks the stored sha256 while it reads: no need to read the object twice
+            hashed = hash_objects and read_archived is None
+            if await _stored_whole(repository, record, present, found, report, hashed) and read_archived is not None:
+                try:
+                    await read_archived(archived)
+                    report.bytes_checked += record.stored_size
+                except BackstreamError as exc:
+                    found.append(Problem("data", record.path, str(exc)))
+
+    records = sorted(p for p in paths if p.endswith(RECORD_SUFFIX))
+    report.archived += len(records)
+    async with anyio.create_task_group() as tg:
+        for path in records:
+            tg.start_soon(one, path)
+    report.problems += sorted(found, key=lambda problem: problem.path)
     for path in sorted(present - named):
-        if path.endswith(RECORD_SUFFIX):
+        if path.endswith(RECORD_SUFFIX) or any(path.startswith(stem) for stem in unreadable):
             continue
-        # A push writes its object (through a temporary one) first and its record last: look
-        # again before calling it an orphan.
-        if not await storage.exists(path) or await _has_record(storage, path):
+        if _is_temporary(path):  # a push writes through one: running now, or interrupted (no age to tell)
+            if await storage.exists(path):
+                report.notes.append(f"{path}: a temporary object of a {archive.name} push (running, or interrupted)")
             continue
-        what = "temporary object of an unfinished write" if path.endswith(TEMP_SUFFIX) else "no record"
-        report.orphans.append(Orphan(path, f"{archive.name} archive: {what} (an interrupted push)", None))
+        # A push writes its object first and its record last: a record that appeared since the
+        # listing means the push was running; one that was listed names another object.
+        if not await storage.exists(path) or await _has_new_record(storage, path, present):
+            continue
+        report.orphans.append(Orphan(path, f"{archive.name} archive: no record (an interrupted push)", None))
 
 
-async def _has_record(storage: Any, path: str) -> bool:
-    """Whether a record exists for the archived object ``path`` (``dir/<file>.json`` for
-    ``dir/<file>.<ext>...``; file names may hold dots, as binlogs' do)."""
+def _is_temporary(path: str) -> bool:
+    return path.rpartition("/")[2].startswith(".") and path.endswith(TEMP_SUFFIX)
+
+
+async def _has_new_record(storage: Any, path: str, listed: set[str]) -> bool:
+    """Whether a record for the archived object ``path`` (``dir/<file>.json`` for ``dir/<file>.<ext>...``;
+    file names may hold dots, as binlogs' do) exists now that was not in the listing."""
     directory, _, name = path.rpartition("/")
     parts = name.split(".")
     for end in range(1, len(parts)):
-        stem = ".".join(parts[:end])
-        if stem and await storage.exists(f"{directory}/{stem}{RECORD_SUFFIX}"):
+        record = f"{directory}/{'.'.join(parts[:end])}{RECORD_SUFFIX}"
+        if record not in listed and await storage.exists(record):
             return True
     return False
 
 
 async def _stored_whole(
-    repository: Repository, record: ObjectRecord, present: set[str], report: CheckReport, hash_objects: bool
+    repository: Repository,
+    record: ObjectRecord,
+    present: set[str],
+    found: list[Problem],
+    report: CheckReport,
+    hash_objects: bool,
 ) -> bool:
-    """Whether ``record``'s object is there with its recorded size (and sha256); problems go to ``report``."""
+    """Whether ``record``'s object is there with its recorded size (and sha256); problems go to ``found``."""
     if record.path not in present:
-        report.problems.append(Problem("missing", record.path, "the object named by the record is missing"))
+        found.append(Problem("missing", record.path, "the object named by the record is missing"))
         return False
     size = await repository.storage.size(record.path)
     if size != record.stored_size:
-        report.problems.append(
-            Problem("size", record.path, f"{size} bytes stored, the record says {record.stored_size}")
-        )
+        found.append(Problem("size", record.path, f"{size} bytes stored, the record says {record.stored_size}"))
         return False
     if hash_objects:
         problem = await _hash(repository, record, described_by="record")
         report.bytes_checked += record.stored_size
         if problem is not None:
-            report.problems.append(problem)
+            found.append(problem)
             return False
     return True
 
@@ -345,8 +379,10 @@ async def _cleanup(
     now = utc_now()
     actions: list[CleanupAction] = []
     for orphan in report.orphans:
-        if orphan.path == own_lock or not orphan.path.startswith((BACKUPS_PREFIX, LOCKS_PREFIX)):
+        if orphan.path == own_lock:
             continue
+        if orphan.upload_id is None and not orphan.path.startswith((BACKUPS_PREFIX, LOCKS_PREFIX)):
+            continue  # an archive object without a record: a push may be writing it; left to the user
         age = orphan.age(now)
         if age is None:
             actions.append(CleanupAction(orphan.path, orphan.reason, "kept", "its age is unknown; remove it by hand"))

@@ -47,6 +47,7 @@ from backstream import (
 
 _START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.MULTILINE)
 _TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.MULTILINE)
+_FROM = re.compile(r"^BACKUP FROM: (\w+)", re.MULTILINE)
 WATCHED = ("backup_label", "backup_manifest")
 """Members of the tar stream read on the way through: the start LSN/timeline and the WAL range."""
 MAX_WATCHED = 64 * 1024 * 1024
@@ -355,6 +356,7 @@ class PhysicalSource:
                 "system_identifier": facts["system_identifier"],
                 "format": "tar",
                 "wal_method": self._wal,
+                "backup_from": match.group(1) if (match := _FROM.search(label)) else None,
                 "start_lsn": start.group(1),
                 "stop_lsn": stop_text,
                 "timeline": timeline,
