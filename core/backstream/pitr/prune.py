@@ -9,7 +9,8 @@ import logging
 from collections.abc import Sequence
 
 from backstream.errors import BackstreamError
-from backstream.pitr.wal import list_archive
+from backstream.pitr.continuity import archived_names
+from backstream.pitr.wal import WalRecord
 from backstream.pitr.walnames import is_segment, sidecar_path
 from backstream.repository import Manifest, Repository
 from backstream.retention import ArchiveDecision, ArchivedFile, RecoveryStart, archive_to_keep
@@ -33,11 +34,8 @@ def recovery_start(manifest: Manifest) -> RecoveryStart | None:
 async def wal_decisions(repository: Repository, kept: Sequence[Manifest]) -> list[ArchiveDecision]:
     """Keep/delete for every archived WAL segment, given the backups that retention keeps."""
     starts = [start for start in map(recovery_start, kept) if start is not None]
-    segments = [
-        ArchivedFile(record.name, segment_position(record.name))
-        for record in await list_archive(repository.storage)
-        if is_segment(record.name)
-    ]
+    names = await archived_names(repository.storage)  # the listing alone: no record is read
+    segments = [ArchivedFile(name, segment_position(name)) for name in sorted(names) if is_segment(name)]
     return archive_to_keep(starts, segments)
 
 
@@ -47,12 +45,12 @@ async def prune_wal(repository: Repository, kept: Sequence[Manifest], *, dry_run
     decisions = await wal_decisions(repository, kept)
     if dry_run:
         return decisions
-    records = {record.name: record for record in await list_archive(repository.storage)}
     for decision in decisions:
         if decision.keep:
             continue
-        record = records[decision.file.name]
-        await repository.storage.delete(sidecar_path(record.name))
+        where = sidecar_path(decision.file.name)
+        record = WalRecord.from_json(await repository.storage.read_bytes(where), where)  # names the object
+        await repository.storage.delete(where)
         try:
             await repository.storage.delete(record.path)
         except BackstreamError as exc:

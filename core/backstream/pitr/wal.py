@@ -404,12 +404,3 @@ async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
     data = writer.data or b""
     _check_plaintext(record, data)
     await anyio.to_thread.run_sync(lambda: _atomic_write(target, data, fsync=False))
-
-
-async def list_archive(storage: Any) -> list[WalRecord]:
-    """Every committed WAL record in the archive (read from the ``.json`` records), sorted by name."""
-    names = [p for p in await storage.list("wal/") if p.endswith(".json")]
-    records: list[WalRecord] = []
-    for path in names:
-        records.append(WalRecord.from_json(await storage.read_bytes(path), path))
-    return sorted(records, key=lambda r: r.name)
