@@ -324,3 +324,18 @@ def test_a_physical_backup_abandoned_by_its_reader_fails_and_stops_pg_basebackup
     with pytest.raises(SourceError, match="abandoned before pg_basebackup finished"):
         anyio.run(main)
     assert child_processes("pg_basebackup") == []
+
+
+def test_a_restored_server_that_dies_at_start_up_is_a_failure_not_a_promotion(
+    scenario: Scenario, restored_dir: Path
+) -> None:
+    """A restore_command the server cannot run is FATAL at start-up. The base backup's own
+    pg_control already says "in production": that must not be taken for a promotion."""
+    env = dict(os.environ, BACKSTREAM_EXECUTABLE="/nonexistent/backstream")
+    result = cli(
+        "restore", scenario.backup_id, "--repo", scenario.repo, "--to-dir", str(restored_dir),
+        "--target", "immediate", "--start", "--port", str(_free_port()), env=env,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert "stopped before reaching" in result.stderr or "recovery stopped before" in result.stderr
+    assert "promoted" not in result.stdout

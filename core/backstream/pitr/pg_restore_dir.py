@@ -425,11 +425,13 @@ async def _start_and_wait(
     started = await anyio.run_process(_as_user(argv, owner), check=False)
     deadline = time.monotonic() + timeout
     while True:
-        state = await anyio.to_thread.run_sync(_cluster_state, bindir, data_dir, owner)
-        if state == "in production":
-            return "promoted"
+        # Running first: a base backup's own pg_control already says "in production", so a server
+        # that died at start-up (a restore_command it cannot run, say) would look promoted.
         if started.returncode != 0 or not await anyio.to_thread.run_sync(_running, bindir, data_dir, owner):
             raise SourceError(await _stopped_message(data_dir, target, storage, manifest))
+        state = await anyio.to_thread.run_sync(_cluster_state, bindir, data_dir, owner)
+        if state == "in production" and not (data_dir / "recovery.signal").exists():
+            return "promoted"  # the server removes recovery.signal when recovery ends and it promotes
         if not target.settings():
             return "in recovery"  # no target: it keeps replaying (and waits for more WAL) until promoted
         if time.monotonic() > deadline:
