@@ -21,7 +21,7 @@ import anyio
 import psycopg
 import pytest
 from backstream import JobContext, Plugins, SourceError
-from fixtures.pitr import cli, enable_archiving, ok, postgres_owned_dir
+from fixtures.pitr import BACKSTREAM, cli, enable_archiving, ok, postgres_owned_dir
 from fixtures.postgres import PostgresServer, _free_port, start_postgres
 from fixtures.processes import child_processes
 
@@ -168,6 +168,29 @@ def test_pitr_setup_prints_archive_settings_and_says_restart(scenario: Scenario)
     assert "archive_mode = 'on'" in out
     assert f"backstream wal-push --repo {scenario.repo} %p" in out
     assert "restart" in out
+
+
+def test_pitr_setup_refuses_a_repository_that_was_never_initialised(scenario: Scenario, tmp_path: Path) -> None:
+    """Applied, it would make every archive attempt fail while WAL piles up on the server."""
+    result = cli("pitr", "setup", scenario.server.url(), "--repo", str(tmp_path / "nothing"), "--apply")
+    assert result.returncode != 0 and "backstream init" in result.stderr
+    with scenario.server.connect() as conn:
+        (command,) = conn.execute("SHOW archive_command").fetchone()
+    assert f"--repo {scenario.repo} " in command  # unchanged
+
+
+def test_pitr_setup_writes_a_relative_repository_as_an_absolute_path(scenario: Scenario) -> None:
+    """PostgreSQL runs archive_command inside its data directory: a relative path would point there."""
+    parent = Path(scenario.repo).parent
+    result = subprocess.run(
+        [BACKSTREAM, "pitr", "setup", scenario.server.url(), "--repo", Path(scenario.repo).name],
+        cwd=parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"wal-push --repo {scenario.repo} %p" in result.stdout
 
 
 # --- wal-push / wal-fetch without a server -----------------------------------------------------
@@ -339,3 +362,17 @@ def test_a_restored_server_that_dies_at_start_up_is_a_failure_not_a_promotion(
     assert result.returncode != 0, result.stdout
     assert "stopped before reaching" in result.stderr or "recovery stopped before" in result.stderr
     assert "promoted" not in result.stdout
+
+
+def test_a_restore_given_a_relative_repository_writes_an_absolute_one_for_wal_fetch(
+    scenario: Scenario, restored_dir: Path
+) -> None:
+    result = subprocess.run(
+        [BACKSTREAM, "restore", scenario.backup_id, "--repo", Path(scenario.repo).name, "--to-dir", str(restored_dir)],
+        cwd=Path(scenario.repo).parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f'repo = "{scenario.repo}"' in (restored_dir / "backstream-wal.toml").read_text()

@@ -5,6 +5,7 @@ Both talk to the server through psycopg; ``verify-pitr`` also reports the recove
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from backstream.pgsession import PgSession, import_psycopg
 from backstream.pitr.continuity import archived_names, first_missing, needed_from
 from backstream.pitr.pg_restore_dir import backstream_executable
 from backstream.pitr.targets import PHYSICAL_KIND
+from backstream.pitr.walconfig import absolute_repo, load_wal_config
 from backstream.pitr.walnames import sidecar_path
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, format_time
@@ -34,7 +36,10 @@ async def _connect(url: str) -> PgSession:
 
 def archive_command(repo: str, config_file: str | None = None) -> str:
     """The archive_command value: this installation's ``backstream wal-push``, with the repository or config."""
-    where = f"--config {shlex.quote(config_file)}" if config_file else f"--repo {shlex.quote(repo)}"
+    if config_file:
+        where = f"--config {shlex.quote(os.path.abspath(config_file))}"
+    else:
+        where = f"--repo {shlex.quote(absolute_repo(repo))}"
     return f"{shlex.quote(backstream_executable())} wal-push {where} %p".replace("%", "%%").replace("%%p", "%p")
 
 
@@ -46,7 +51,11 @@ class SetupResult:
 
 
 async def pitr_setup(url: str, repo: str, *, config_file: str | None = None, apply: bool = False) -> SetupResult:
-    """The settings WAL archiving needs; with ``apply``, set them by ALTER SYSTEM and reload."""
+    """The settings WAL archiving needs; with ``apply``, set them by ALTER SYSTEM and reload.
+    The repository must exist (``backstream init``): archiving into nothing would fail on every
+    segment while WAL piles up on the server."""
+    config = load_wal_config(config_file=config_file, repo=None if config_file else repo)
+    await open_repository(Plugins.load(), config.repo, config.storage_options)
     settings = {"archive_mode": "on", "archive_command": archive_command(repo, config_file)}
     restart = True
     async with await _connect(url) as conn:

@@ -58,6 +58,14 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def absolute_repo(url: str) -> str:
+    """A repository given as a relative local path, made absolute: PostgreSQL runs archive and
+    restore commands from inside its data directory, where a relative path means something else."""
+    if "://" in url or os.path.isabs(url):
+        return url
+    return os.path.abspath(url)
+
+
 def load_wal_config(*, config_file: str | None = None, repo: str | None = None) -> WalConfig:
     """Merge the config file (``config_file`` or $BACKSTREAM_CONFIG), the environment and ``repo``."""
     data: dict[str, Any] = {}
@@ -102,7 +110,7 @@ def load_wal_config(*, config_file: str | None = None, repo: str | None = None) 
     except ValueError:
         raise ConfigError("prefetch must be an integer number of segments") from None
     return WalConfig(
-        repo=str(url),
+        repo=absolute_repo(str(url)),
         compress=str(env.get(COMPRESS_ENV) or data.get("compress") or DEFAULT_WAL_COMPRESSION),
         encrypt=encrypt,
         cipher=env.get(CIPHER_ENV) or data.get("cipher") or None,
