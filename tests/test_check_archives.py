@@ -11,7 +11,11 @@ import json
 import os
 from pathlib import Path
 
+import anyio
 import pytest
+from backstream.jobs import open_repository
+from backstream.plugins import Plugins
+from backstream.repository import Manifest, SourceInfo, new_backup_id, utc_now
 from fixtures.pitr import cli, ok
 
 SEGMENTS = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003"]
@@ -106,9 +110,12 @@ def test_an_object_without_a_record_is_an_orphan_that_cleanup_leaves_alone(
     assert [(o["path"], o["reason"]) for o in report["orphans"]] == [
         (f"wal/00000001/{orphan.name}", "WAL archive: no record (an interrupted push)")
     ]
-    cleaned = cli("cleanup", "--repo", repo, "--older-than", "0s")
+    cleaned = cli("cleanup", "--repo", repo, "--older-than", "0s", "--json")
     assert cleaned.returncode == 0, cleaned.stderr
     assert orphan.exists()  # a push may still be writing it: removing archive objects is left to the user
+    (action,) = json.loads(cleaned.stdout)
+    assert (action["path"], action["action"]) == (f"wal/00000001/{orphan.name}", "kept")
+    assert "remove it by hand" in action["detail"]
 
 
 def test_a_temporary_object_in_the_archive_is_a_note_not_an_orphan(archived: tuple[str, dict[str, str]]) -> None:
@@ -135,3 +142,41 @@ def test_read_data_reads_each_archived_object_once(archived: tuple[str, dict[str
     repo, env = archived
     _, report = check(repo, "--read-data", env=env)
     assert report["bytes_checked"] == sum(stored(repo, name).stat().st_size for name in SEGMENTS)
+
+
+async def commit_physical_backup(repo: str, start_wal: str) -> str:
+    repository = await open_repository(Plugins.load(), repo)
+    metadata = {"start_wal": start_wal, "stop_wal": start_wal, "wal_method": "none", "system_identifier": "1"}
+    manifest = Manifest(
+        backup_id=new_backup_id(utc_now()),
+        repository_id=repository.repository_id,
+        source=SourceInfo(kind="postgresql-physical", url="postgresql://db", metadata=metadata),
+        started_at=utc_now(),
+        finished_at=utc_now(),
+    )
+    await repository.commit(manifest)
+    return manifest.backup_id
+
+
+def test_a_hole_in_the_wal_archive_that_a_base_backup_needs_is_a_wal_problem(
+    archived: tuple[str, dict[str, str]],
+) -> None:
+    """Seen from the repository alone: segments 1 and 3 are there, 2 is not, and a backup needs 1 on."""
+    repo, _ = archived
+    backup_id = anyio.run(commit_physical_backup, repo, SEGMENTS[0])
+    for path in Path(repo, "wal", "00000001").glob(SEGMENTS[1] + "*"):
+        path.unlink()
+    code, report = check(repo)
+    assert code == 1
+    assert [(p["kind"], p["path"]) for p in report["problems"]] == [("wal", f"wal/00000001/{SEGMENTS[1]}.json")]
+    assert backup_id in report["problems"][0]["detail"]
+
+
+def test_the_end_of_the_wal_archive_is_no_hole(archived: tuple[str, dict[str, str]]) -> None:
+    """The newest segments may simply not be archived yet: only a gap with later segments counts."""
+    repo, _ = archived
+    anyio.run(commit_physical_backup, repo, SEGMENTS[0])
+    for path in Path(repo, "wal", "00000001").glob(SEGMENTS[2] + "*"):
+        path.unlink()
+    code, report = check(repo)
+    assert (code, report["problems"]) == (0, [])

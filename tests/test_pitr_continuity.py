@@ -207,3 +207,22 @@ def test_the_text_report_names_the_hole_and_what_is_still_recoverable(archiving:
     assert result.returncode == 1
     assert f"WAL segment {lost} is missing from the archive: backup(s) " in result.stdout
     assert "take a new base backup" in result.stdout
+
+
+def test_a_segment_whose_record_is_there_but_not_its_object_counts_as_missing(archiving: Archiving) -> None:
+    newest = ok("backup", archiving.server.url(), "--physical", "--repo", archiving.repo).strip()
+    lost = switch_segments(archiving, 2)[0]
+    Path(archiving.repo, "wal", lost[:8], lost + ".zst").unlink()  # the record stays: only the bytes are gone
+    code, window, _ = verify(archiving)
+    assert code == 1 and window["recoverable_from_backup"] is None, window
+    assert newest in window["broken_backups"]  # even the newest backup cannot be replayed past it
+
+
+def test_verify_pitr_against_a_repository_the_server_does_not_archive_into_says_so(
+    archiving: Archiving, tmp_path: Path
+) -> None:
+    elsewhere = str(tmp_path / "elsewhere")
+    ok("init", "--repo", elsewhere)
+    result = cli("verify-pitr", archiving.server.url(), "--repo", elsewhere, "--timeout", "3")
+    assert result.returncode != 0
+    assert f"but not into {elsewhere}: check that archive_command names this repository" in result.stderr

@@ -228,6 +228,16 @@ def test_wal_push_of_different_content_under_an_archived_name_fails_loudly(repo:
     assert "already archived with different content" in result.stderr
 
 
+def test_wal_push_into_a_repository_it_cannot_write_fails_in_one_line(repo: str, tmp_path: Path) -> None:
+    """PostgreSQL logs what archive_command prints, on every retry: one line, not a traceback.
+    (A file where the wal/ directory belongs stands in for missing permissions, which root ignores.)"""
+    Path(repo, "wal").write_text("in the way")
+    result = cli("wal-push", "--repo", repo, str(_segment(tmp_path, b"a" * 4096)))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("backstream: error: cannot ")
+
+
 def test_wal_fetch_of_a_file_not_archived_exits_1(repo: str, tmp_path: Path) -> None:
     result = cli("wal-fetch", "--repo", repo, SEGMENT_A, str(tmp_path / "out"))
     assert result.returncode == 1

@@ -242,3 +242,26 @@ def test_a_backup_cancelled_while_spooling_removes_the_spool_and_pg_basebackup(s
     assert anyio.run(main), "the backup should have been cancelled by the timeout"
     assert list(spool.iterdir()) == []
     assert child_processes("sleep") == []
+
+
+def test_a_non_empty_directory_a_tablespace_is_mapped_to_is_refused_without_suggesting_a_map(
+    spaced: Spaced, restore_parent: Path
+) -> None:
+    data, moved = restore_parent / "data", restore_parent / "taken"
+    moved.mkdir()
+    (moved / "precious").write_text("kept")
+    result = cli(
+        "restore", spaced.backup_id, "--repo", spaced.repo, "--to-dir", str(data),
+        "--tablespace-map", f"{spaced.location}={moved}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"directory mapped for a tablespace {moved} is not empty" in result.stderr
+    assert "--tablespace-map" not in result.stderr
+    assert [p.name for p in moved.iterdir()] == ["precious"] and not data.exists()
+
+
+def test_force_is_refused_for_a_physical_restore(spaced: Spaced, restore_parent: Path) -> None:
+    result = cli(
+        "restore", spaced.backup_id, "--repo", spaced.repo, "--to-dir", str(restore_parent / "data"), "--force"
+    )
+    assert result.returncode != 0 and "--force does not apply to --to-dir" in result.stderr

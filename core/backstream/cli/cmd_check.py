@@ -13,9 +13,12 @@ import sys
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
 from backstream.jobs import KeyOptions
+from backstream.pitr.continuity import archive_holes
+from backstream.pitr.targets import PHYSICAL_KIND
+from backstream.pitr.walnames import sidecar_path
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
-from backstream.repository.check import ArchivedFile, CheckReport, check_repository
+from backstream.repository.check import ArchivedFile, CheckReport, Problem, check_repository
 from backstream.verify.archives import ARCHIVES
 from backstream.verify.drill import read_object, read_stored
 
@@ -47,12 +50,23 @@ def run(args: argparse.Namespace) -> int:
                 plugins, repository, archived.record, archived.context, keys, archived.plaintext_sha256, "record"
             )
 
-        return await check_repository(
+        report = await check_repository(
             repository,
             read_data=read if args.read_data else None,
             archives=ARCHIVES,
             read_archived=read_archived if args.read_data else None,
         )
+        physical = [m for m in await repository.manifests() if m.ok and m.source.kind == PHYSICAL_KIND]
+        for segment, cut_off in sorted((await archive_holes(repository.storage, physical)).items()):
+            report.problems.append(
+                Problem(
+                    "wal",
+                    sidecar_path(segment),
+                    f"WAL segment {segment} is missing from the archive (later ones are there): "
+                    f"backup(s) {', '.join(cut_off)} cannot be replayed past it",
+                )
+            )
+        return report
 
     report = run_async(work)
     if args.json:

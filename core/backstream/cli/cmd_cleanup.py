@@ -11,6 +11,7 @@ from backstream.cli.options import add_json_argument, add_repo_argument, open_re
 from backstream.plugins import Plugins
 from backstream.repository.check import CleanupAction, cleanup
 from backstream.retention import parse_duration
+from backstream.verify.archives import ARCHIVES
 
 NAME = "cleanup"
 HELP = "remove orphaned objects and stale locks older than a grace period"
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
 
     async def work() -> list[CleanupAction]:
-        return await cleanup(await open_repository(args, plugins), older_than=grace, dry_run=args.dry_run)
+        repository = await open_repository(args, plugins)
+        return await cleanup(repository, older_than=grace, dry_run=args.dry_run, archives=ARCHIVES)
 
     actions = run_async(work)
     if args.json:

@@ -17,13 +17,24 @@ from backstream.pitr.walnames import (
 from backstream.repository import Manifest
 
 
-async def archived_names(storage: Any) -> set[str]:
-    """The names of the committed WAL files in the archive (those whose ``.json`` record exists)."""
-    names = set()
-    for path in await storage.list(WAL_PREFIX):
-        if path.endswith(SIDECAR_SUFFIX):
-            names.add(path.rsplit("/", 1)[-1][: -len(SIDECAR_SUFFIX)])
-    return names
+async def archived_names(storage: Any, *, with_objects: bool = False) -> set[str]:
+    """The names of the committed WAL files in the archive (those whose ``.json`` record exists);
+    with ``with_objects``, only those whose stored object is listed too (``<name>`` plus at most
+    one extension, the compressor's)."""
+    paths = await storage.list(WAL_PREFIX)
+    names = {path.rsplit("/", 1)[-1][: -len(SIDECAR_SUFFIX)] for path in paths if path.endswith(SIDECAR_SUFFIX)}
+    if not with_objects:
+        return names
+    stored = set()
+    for path in paths:
+        filename = path.rsplit("/", 1)[-1]
+        if path.endswith(SIDECAR_SUFFIX) or filename.startswith("."):
+            continue
+        stored.add(filename)
+        stem, dot, _ = filename.rpartition(".")
+        if dot and stem:
+            stored.add(stem)  # "<name>.zst" stands for <name>; "<name>.partial.zst" for "<name>.partial"
+    return names & stored
 
 
 def segment_size_of(manifest: Manifest) -> int:
@@ -66,3 +77,29 @@ def first_missing(names: set[str], first: str, last: str, segment_size: int = DE
             return name
         number += 1
     return None
+
+
+def backup_gap(names: set[str], manifest: Manifest) -> tuple[str, bool] | None:
+    """The first WAL segment a base backup needs that ``names`` (the archive) lacks, up to the newest
+    archived segment of its timeline, and whether later segments are there (a hole) or the archive
+    simply ends before it; None when nothing is missing (or the backup records no WAL range)."""
+    first = needed_from(manifest)
+    if first is None:
+        return None
+    on_timeline = [name for name in names if is_segment(name) and name[:8] == first[:8]]
+    if not on_timeline or max(on_timeline) < first:
+        return first, False
+    missing = first_missing(names, first, max(on_timeline), segment_size_of(manifest))
+    return None if missing is None else (missing, True)
+
+
+async def archive_holes(storage: Any, manifests: list[Manifest]) -> dict[str, list[str]]:
+    """WAL segments missing from the archive between segments that are there, each with the
+    physical base backups it cuts off (from the listing alone: what ``check`` reports)."""
+    names = await archived_names(storage, with_objects=True)
+    holes: dict[str, list[str]] = {}
+    for manifest in manifests:
+        gap = backup_gap(names, manifest)
+        if gap is not None and gap[1]:
+            holes.setdefault(gap[0], []).append(manifest.backup_id)
+    return holes

@@ -32,11 +32,10 @@ from backstream.errors import ConfigError, RepositoryError, SourceError, primary
 from backstream.jobs.common import open_repository
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import _Reader
-from backstream.pitr.continuity import archived_names, first_missing, needed_from, segment_size_of
+from backstream.pitr.continuity import archived_names, backup_gap
 from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
 from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
 from backstream.pitr.walconfig import WalConfig
-from backstream.pitr.walnames import is_segment
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
 
@@ -132,8 +131,10 @@ async def restore_to_dir(
     created = _prepare_dir(data_dir, owner)
     prepared: list[tuple[Path, bool]] = []
     try:
+        moved = {Path(os.path.normpath(new)) for new in (tablespace_map or {}).values()}
         for place in places.values():
-            prepared.append((place, _prepare_dir(place, owner, what="tablespace directory")))
+            what = "directory mapped for a tablespace" if place in moved else "tablespace directory"
+            prepared.append((place, _prepare_dir(place, owner, what=what)))
         reader = _Reader(plugins, repository, manifest, keys, None)
         async with reader.plaintext(base) as chunks:
             await _extract(chunks, data_dir)
@@ -235,7 +236,7 @@ def _prepare_dir(data_dir: Path, owner: pwd.struct_passwd | None, what: str = ""
         if not data_dir.is_dir():
             raise ConfigError(f"{label} exists and is not a directory")
         if any(data_dir.iterdir()):
-            hint = " (map it elsewhere with --tablespace-map OLD=NEW)" if what else ""
+            hint = " (map it elsewhere with --tablespace-map OLD=NEW)" if what == "tablespace directory" else ""
             raise ConfigError(f"{label} is not empty; restore into an empty or new directory{hint}")
     else:
         data_dir.mkdir(parents=True, mode=0o700)
@@ -456,12 +457,4 @@ async def _stopped_message(data_dir: Path, target: RecoveryTarget, storage: Any,
 async def first_gap(storage: Any, manifest: Manifest) -> tuple[str, bool] | None:
     """The first WAL segment the base backup needs that is missing from the archive, and whether
     later segments of its timeline are there (a hole) or not (the archive ends before it)."""
-    first = needed_from(manifest)
-    if first is None:
-        return None
-    names = await archived_names(storage)
-    on_timeline = [name for name in names if is_segment(name) and name[:8] == first[:8]]
-    if not on_timeline or max(on_timeline) < first:
-        return first, False
-    missing = first_missing(names, first, max(on_timeline), segment_size_of(manifest))
-    return None if missing is None else (missing, True)
+    return backup_gap(await archived_names(storage, with_objects=True), manifest)

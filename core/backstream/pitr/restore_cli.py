@@ -69,6 +69,10 @@ def tablespace_map(pairs: list[str]) -> dict[str, str]:
 
 
 def run_to_dir(args: argparse.Namespace) -> int:
+    if getattr(args, "force", False):
+        raise ConfigError(
+            "--force does not apply to --to-dir: a data directory is restored only into an empty or new one"
+        )
     target = RecoveryTarget.parse(time=args.target_time, lsn=args.target_lsn, xid=args.target_xid, target=args.target)
     wal = load_wal_config(config_file=args.config, repo=args.repo)
     if storage_options(args):

@@ -172,16 +172,23 @@ async def verify_pitr(
                 (failed,) = await conn.execute(
                     "SELECT failed_count, last_failed_wal, last_archived_wal FROM pg_stat_archiver"
                 )
+                count, last_failed, last_archived = failed
+                if last_archived is not None and str(last_archived) >= segment:
+                    raise VerificationError(
+                        f"PostgreSQL archived WAL segment {segment}, but not into {repository.url}: "
+                        "check that archive_command names this repository (SHOW archive_command)"
+                    )
                 raise VerificationError(
                     f"WAL segment {segment} did not reach {repository.url} within {timeout:.0f} s "
-                    f"(archiver: {failed[0]} failures, last failed {failed[1]}, last archived {failed[2]}); "
+                    f"(archiver: {count} failures since statistics were reset, last failed "
+                    f"{last_failed or 'none'}, last archived {last_archived or 'none'}); "
                     "check archive_command and the server log"
                 )
             await anyio.sleep(0.2)
     waited = time.monotonic() - started
     # The archiver sends segments in order and retries a failing one until it succeeds, so once
     # ``segment`` is archived every earlier segment has been too: one missing now is lost.
-    names = await archived_names(repository.storage)
+    names = await archived_names(repository.storage, with_objects=True)
     backups = [
         m
         for m in await repository.manifests()

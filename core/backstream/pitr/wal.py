@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from backstream.errors import ConfigError, IntegrityError, RepositoryError
+from backstream.errors import ConfigError, IntegrityError, RepositoryError, StorageError
 from backstream.pitr.walconfig import WalConfig
 from backstream.pitr.walnames import check_wal_name, is_segment, object_path, segment_name, segment_number, sidecar_path
 
@@ -123,21 +123,24 @@ def _read_file(path: str) -> bytes:
 
 
 def _atomic_write(target: str, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``target`` whole or not at all; a failure (permissions, a full disk) is one StorageError line."""
     directory = os.path.dirname(target)
-    os.makedirs(directory, exist_ok=True)
     temporary = f"{directory}/.{os.path.basename(target)}.{os.getpid()}.partial"
     try:
+        os.makedirs(directory, exist_ok=True)
         with open(temporary, "wb") as handle:
             handle.write(data)
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temporary)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
 
 
@@ -171,6 +174,8 @@ def _push_local(root: str, config: WalConfig, source: str, name: str) -> bool:
             existing: bytes | None = handle.read()
     except FileNotFoundError:
         existing = None
+    except OSError as exc:
+        raise StorageError(f"cannot read {record_file}: {exc.strerror or exc}") from exc
     if _existing(existing, record_file, name, sha):
         return False
     codec, level = _codec(config.compress)
@@ -208,6 +213,8 @@ def _fetch_local(root: str, config: WalConfig, name: str, target: str) -> bool:
     except FileNotFoundError:
         _check_repo(root, config.repo)
         raise WalNotFound(f"{name} is not in the WAL archive of {config.repo}") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {record_file}: {exc.strerror or exc}") from exc
     if record.cipher or record.codec not in ("zstd", "none"):
         return False
     stored = _read_file(os.path.join(root, record.path))

@@ -364,25 +364,36 @@ class CleanupAction:
     detail: str = ""
 
 
-async def cleanup(repository: Repository, *, older_than: timedelta, dry_run: bool = False) -> list[CleanupAction]:
-    """Remove orphans older than ``older_than`` (under the exclusive lock unless ``dry_run``)."""
+async def cleanup(
+    repository: Repository, *, older_than: timedelta, dry_run: bool = False, archives: Sequence[Archive] = ()
+) -> list[CleanupAction]:
+    """Remove orphans older than ``older_than`` (under the exclusive lock unless ``dry_run``).
+    Orphans in ``archives`` are listed as kept (a push may be writing them), except multipart
+    uploads, whose age is known."""
     if dry_run:
-        return await _cleanup(repository, older_than, dry_run=True, own_lock=None)
+        return await _cleanup(repository, older_than, dry_run=True, own_lock=None, archives=archives)
     async with repository.lock("cleanup", exclusive=True) as mine:
-        return await _cleanup(repository, older_than, dry_run=False, own_lock=mine.path)
+        return await _cleanup(repository, older_than, dry_run=False, own_lock=mine.path, archives=archives)
 
 
 async def _cleanup(
-    repository: Repository, older_than: timedelta, *, dry_run: bool, own_lock: str | None
+    repository: Repository,
+    older_than: timedelta,
+    *,
+    dry_run: bool,
+    own_lock: str | None,
+    archives: Sequence[Archive] = (),
 ) -> list[CleanupAction]:
-    report = await check_repository(repository, hash_objects=False)
+    report = await check_repository(repository, hash_objects=False, archives=archives)
     now = utc_now()
     actions: list[CleanupAction] = []
     for orphan in report.orphans:
         if orphan.path == own_lock:
             continue
         if orphan.upload_id is None and not orphan.path.startswith((BACKUPS_PREFIX, LOCKS_PREFIX)):
-            continue  # an archive object without a record: a push may be writing it; left to the user
+            detail = "an archive object: a push may be writing it; remove it by hand once no archiver runs"
+            actions.append(CleanupAction(orphan.path, orphan.reason, "kept", detail))
+            continue
         age = orphan.age(now)
         if age is None:
             actions.append(CleanupAction(orphan.path, orphan.reason, "kept", "its age is unknown; remove it by hand"))
