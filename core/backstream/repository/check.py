@@ -164,7 +164,7 @@ async def check_repository(
         await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects)
     uploads = await storage.list_multipart_uploads() if isinstance(storage, MultipartUploads) else None
     if uploads is None:
-        report.notes.append("this storage cannot list abandoned multipart uploads; not checked")
+        report.notes.append("abandoned multipart uploads: not checked (this storage has none, or cannot list them)")
     else:
         now = utc_now()
         for path, upload_id, initiated in uploads:
