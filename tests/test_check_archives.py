@@ -180,3 +180,45 @@ def test_the_end_of_the_wal_archive_is_no_hole(archived: tuple[str, dict[str, st
         path.unlink()
     code, report = check(repo)
     assert (code, report["problems"]) == (0, [])
+
+
+def test_an_uncompressed_segment_with_a_broken_record_is_not_called_an_orphan(tmp_path: Path) -> None:
+    """With codec none the object is named like the record's file, without an extension: it is the
+    only copy of the segment, and check must not suggest removing it."""
+    repo = str(tmp_path / "repo")
+    ok("init", "--repo", repo)
+    segment = tmp_path / SEGMENTS[0]
+    segment.write_bytes(b"w" * 8192)
+    env = dict(os.environ, BACKSTREAM_WAL_COMPRESS="none")
+    assert cli("wal-push", "--repo", repo, str(segment), env=env).returncode == 0
+    assert Path(repo, "wal", "00000001", SEGMENTS[0]).exists()
+    Path(repo, "wal", "00000001", SEGMENTS[0] + ".json").write_text("garbage")
+    code, report = check(repo)
+    assert code == 1 and [p["kind"] for p in report["problems"]] == ["record"]
+    assert report["orphans"] == []
+
+
+def test_another_clusters_backup_in_the_repository_makes_no_wal_hole(archived: tuple[str, dict[str, str]]) -> None:
+    """The archive belongs to the cluster whose backups need it; another cluster's backup whose WAL
+    names happen to fall where this archive has none says nothing about this archive."""
+    repo, _ = archived
+    anyio.run(commit_physical_backup, repo, SEGMENTS[1])  # this archive's cluster ("1"), wal=none
+    for path in Path(repo, "wal", "00000001").glob(SEGMENTS[0] + "*"):
+        path.unlink()
+    anyio.run(commit_other_cluster_backup, repo, SEGMENTS[0])
+    code, report = check(repo)
+    assert (code, report["problems"]) == (0, [])
+
+
+async def commit_other_cluster_backup(repo: str, needed: str) -> str:
+    repository = await open_repository(Plugins.load(), repo)
+    metadata = {"start_wal": needed, "stop_wal": needed, "wal_method": "fetch", "system_identifier": "2"}
+    manifest = Manifest(
+        backup_id=new_backup_id(utc_now()),
+        repository_id=repository.repository_id,
+        source=SourceInfo(kind="postgresql-physical", url="postgresql://other", metadata=metadata),
+        started_at=utc_now(),
+        finished_at=utc_now(),
+    )
+    await repository.commit(manifest)
+    return manifest.backup_id

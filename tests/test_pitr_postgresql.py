@@ -179,6 +179,13 @@ def test_pitr_setup_refuses_a_repository_that_was_never_initialised(scenario: Sc
     assert f"--repo {scenario.repo} " in command  # unchanged
 
 
+def test_pitr_setup_only_prints_without_opening_the_repository(scenario: Scenario, tmp_path: Path) -> None:
+    """Printing the settings (no --apply) works from a host that cannot reach the repository."""
+    result = cli("pitr", "setup", scenario.server.url(), "--repo", str(tmp_path / "elsewhere"))
+    assert result.returncode == 0, result.stderr
+    assert f"--repo {tmp_path / 'elsewhere'} %p" in result.stdout
+
+
 def test_pitr_setup_writes_a_relative_repository_as_an_absolute_path(scenario: Scenario) -> None:
     """PostgreSQL runs archive_command inside its data directory: a relative path would point there."""
     parent = Path(scenario.repo).parent

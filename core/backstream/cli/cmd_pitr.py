@@ -22,6 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="make archive_command read this wal config file instead of --repo"
     )
     setup.add_argument("--apply", action="store_true", help="ALTER SYSTEM SET ... and reload the configuration")
+    setup.add_argument(
+        "--no-check",
+        action="store_true",
+        help="with --apply: do not open the repository from here first (it is reachable only from the server)",
+    )
     add_json_argument(setup)
 
 
@@ -30,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     repo = args.repo if args.config and not args.repo else repo_url(args)
     result = run_async(
-        lambda: pitr_setup(check_url(args.source), repo or "", config_file=args.config, apply=args.apply)
+        lambda: pitr_setup(
+            check_url(args.source), repo or "", config_file=args.config, apply=args.apply, check_repo=not args.no_check
+        )
     )
     if args.json:
         print_json(result.__dict__)

@@ -93,12 +93,26 @@ def backup_gap(names: set[str], manifest: Manifest) -> tuple[str, bool] | None:
     return None if missing is None else (missing, True)
 
 
+def archive_cluster(manifests: list[Manifest]) -> str | None:
+    """The system identifier of the cluster whose WAL the archive holds, as its backups tell: that
+    of the newest backup that needs the archive (``wal=none``), else of the newest backup."""
+    needing = [m for m in manifests if m.source.metadata.get("wal_method") != "fetch"]
+    for manifest in reversed(needing or manifests):
+        if manifest.source.metadata.get("system_identifier"):
+            return str(manifest.source.metadata["system_identifier"])
+    return None
+
+
 async def archive_holes(storage: Any, manifests: list[Manifest]) -> dict[str, list[str]]:
     """WAL segments missing from the archive between segments that are there, each with the
-    physical base backups it cuts off (from the listing alone: what ``check`` reports)."""
+    physical base backups (oldest first) it cuts off, from the listing alone: what ``check``
+    reports. Backups of another cluster than the archive's are left out."""
     names = await archived_names(storage, with_objects=True)
+    cluster = archive_cluster(manifests)
     holes: dict[str, list[str]] = {}
     for manifest in manifests:
+        if cluster is not None and str(manifest.source.metadata.get("system_identifier")) != cluster:
+            continue
         gap = backup_gap(names, manifest)
         if gap is not None and gap[1]:
             holes.setdefault(gap[0], []).append(manifest.backup_id)

@@ -50,12 +50,20 @@ class SetupResult:
     restart_needed: bool
 
 
-async def pitr_setup(url: str, repo: str, *, config_file: str | None = None, apply: bool = False) -> SetupResult:
+async def pitr_setup(
+    url: str, repo: str, *, config_file: str | None = None, apply: bool = False, check_repo: bool = True
+) -> SetupResult:
     """The settings WAL archiving needs; with ``apply``, set them by ALTER SYSTEM and reload.
-    The repository must exist (``backstream init``): archiving into nothing would fail on every
-    segment while WAL piles up on the server."""
-    config = load_wal_config(config_file=config_file, repo=None if config_file else repo)
-    await open_repository(Plugins.load(), config.repo, config.storage_options)
+
+    Before applying, the repository must open from here (``check_repo``; off when it is reachable
+    only from the database server): archiving into a repository that was never initialised would
+    fail on every segment while WAL piles up on the server."""
+    if apply and check_repo:
+        if config_file:  # what wal-push will read: the file alone, not this shell's environment
+            config = load_wal_config(config_file=config_file, environment={})
+        else:
+            config = load_wal_config(repo=repo)
+        await open_repository(Plugins.load(), config.repo, config.storage_options)
     settings = {"archive_mode": "on", "archive_command": archive_command(repo, config_file)}
     restart = True
     async with await _connect(url) as conn:

@@ -6,6 +6,7 @@ Precedence: command-line flags, then environment variables, then the config file
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,18 +59,25 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def absolute_repo(url: str) -> str:
-    """A repository given as a relative local path, made absolute: PostgreSQL runs archive and
-    restore commands from inside its data directory, where a relative path means something else."""
-    if "://" in url or os.path.isabs(url):
+def absolute_repo(url: str, base: str | None = None) -> str:
+    """A repository given as a local path (``~``, relative, or ``file://``), made absolute: PostgreSQL
+    runs archive and restore commands from inside its data directory, where a relative path means
+    something else. ``base`` is what a relative path is relative to (default: the working directory)."""
+    path = url[len("file://") :] if url.startswith("file://") else url
+    if "://" in path:
         return url
-    return os.path.abspath(url)
+    path = os.path.expanduser(path)
+    return os.path.abspath(os.path.join(base, path) if base else path)
 
 
-def load_wal_config(*, config_file: str | None = None, repo: str | None = None) -> WalConfig:
-    """Merge the config file (``config_file`` or $BACKSTREAM_CONFIG), the environment and ``repo``."""
+def load_wal_config(
+    *, config_file: str | None = None, repo: str | None = None, environment: Mapping[str, str] | None = None
+) -> WalConfig:
+    """Merge the config file (``config_file`` or $BACKSTREAM_CONFIG), the environment (default:
+    ``os.environ``) and ``repo``. A relative local repository in the file is relative to the file."""
     data: dict[str, Any] = {}
-    path = config_file or os.environ.get(CONFIG_ENV)
+    env = os.environ if environment is None else environment
+    path = config_file or env.get(CONFIG_ENV)
     if path:
         import tomllib
 
@@ -85,8 +93,10 @@ def load_wal_config(*, config_file: str | None = None, repo: str | None = None) 
             raise ConfigError(
                 f"{path}: unknown setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})"
             )
-    env = os.environ
-    url = repo or env.get(REPO_ENV) or data.get("repo")
+    in_file = data.get("repo")
+    if in_file and path:
+        in_file = absolute_repo(str(in_file), os.path.dirname(os.path.abspath(path)))
+    url = repo or env.get(REPO_ENV) or in_file
     if not url:
         raise ConfigError(
             f"no repository given: pass --repo URL, set {REPO_ENV}, or name it in a config file ({CONFIG_ENV})"

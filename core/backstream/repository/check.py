@@ -251,7 +251,7 @@ async def _check_archive(
     paths = await storage.list(archive.prefix)
     present = set(paths)
     named: set[str] = set()
-    unreadable: set[str] = set()  # "<dir>/<file>." of records that do not parse
+    unreadable: set[str] = set()  # "<dir>/<file>" of records that do not parse
     limiter = anyio.CapacityLimiter(ARCHIVE_CONCURRENCY)
     found: list[Problem] = []
 
@@ -261,7 +261,7 @@ async def _check_archive(
                 archived = archive.parse(await read_small(storage, path), path, repository.repository_id)
             except BackstreamError as exc:
                 found.append(Problem("record", path, str(exc)))
-                unreadable.add(path[: -len(RECORD_SUFFIX)] + ".")  # its object is no orphan: the record is broken
+                unreadable.add(path[: -len(RECORD_SUFFIX)])  # its object is no orphan: the record is broken
                 return
             record = archived.record
             named.add(record.path)
@@ -281,7 +281,7 @@ async def _check_archive(
             tg.start_soon(one, path)
     report.problems += sorted(found, key=lambda problem: problem.path)
     for path in sorted(present - named):
-        if path.endswith(RECORD_SUFFIX) or any(path.startswith(stem) for stem in unreadable):
+        if path.endswith(RECORD_SUFFIX) or any(path == stem or path.startswith(stem + ".") for stem in unreadable):
             continue
         if _is_temporary(path):  # a push writes through one: running now, or interrupted (no age to tell)
             if await storage.exists(path):
@@ -303,7 +303,7 @@ async def _has_new_record(storage: Any, path: str, listed: set[str]) -> bool:
     file names may hold dots, as binlogs' do) exists now that was not in the listing."""
     directory, _, name = path.rpartition("/")
     parts = name.split(".")
-    for end in range(1, len(parts)):
+    for end in range(1, len(parts) + 1):  # up to the whole name: an object stored with codec none
         record = f"{directory}/{'.'.join(parts[:end])}{RECORD_SUFFIX}"
         if record not in listed and await storage.exists(record):
             return True
