@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -144,9 +145,11 @@ def test_read_data_reads_each_archived_object_once(archived: tuple[str, dict[str
     assert report["bytes_checked"] == sum(stored(repo, name).stat().st_size for name in SEGMENTS)
 
 
-async def commit_physical_backup(repo: str, start_wal: str) -> str:
+async def commit_physical_backup(repo: str, start_wal: str, *, cluster: str = "1", wal_method: str = "none") -> str:
+    """A physical backup's manifest, as ``backup --physical`` commits it (no objects: check only
+    reads the WAL range from it)."""
     repository = await open_repository(Plugins.load(), repo)
-    metadata = {"start_wal": start_wal, "stop_wal": start_wal, "wal_method": "none", "system_identifier": "1"}
+    metadata = {"start_wal": start_wal, "stop_wal": start_wal, "wal_method": wal_method, "system_identifier": cluster}
     manifest = Manifest(
         backup_id=new_backup_id(utc_now()),
         repository_id=repository.repository_id,
@@ -205,20 +208,6 @@ def test_another_clusters_backup_in_the_repository_makes_no_wal_hole(archived: t
     anyio.run(commit_physical_backup, repo, SEGMENTS[1])  # this archive's cluster ("1"), wal=none
     for path in Path(repo, "wal", "00000001").glob(SEGMENTS[0] + "*"):
         path.unlink()
-    anyio.run(commit_other_cluster_backup, repo, SEGMENTS[0])
+    anyio.run(partial(commit_physical_backup, repo, SEGMENTS[0], cluster="2", wal_method="fetch"))
     code, report = check(repo)
     assert (code, report["problems"]) == (0, [])
-
-
-async def commit_other_cluster_backup(repo: str, needed: str) -> str:
-    repository = await open_repository(Plugins.load(), repo)
-    metadata = {"start_wal": needed, "stop_wal": needed, "wal_method": "fetch", "system_identifier": "2"}
-    manifest = Manifest(
-        backup_id=new_backup_id(utc_now()),
-        repository_id=repository.repository_id,
-        source=SourceInfo(kind="postgresql-physical", url="postgresql://other", metadata=metadata),
-        started_at=utc_now(),
-        finished_at=utc_now(),
-    )
-    await repository.commit(manifest)
-    return manifest.backup_id
