@@ -385,7 +385,11 @@ def _as_user(argv: list[str], owner: pwd.struct_passwd | None) -> list[str]:
 
 def _cluster_state(bindir: Path, data_dir: Path, owner: pwd.struct_passwd | None) -> str:
     result = subprocess.run(
-        _as_user([str(bindir / "pg_controldata"), str(data_dir)], owner), capture_output=True, text=True, check=False
+        _as_user([str(bindir / "pg_controldata"), str(data_dir)], owner),
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},  # the English field names: a translated one would never match
     )
     for line in result.stdout.splitlines():
         if line.startswith("Database cluster state:"):

@@ -322,7 +322,11 @@ async def _stored_whole(
     if record.path not in present:
         found.append(Problem("missing", record.path, "the object named by the record is missing"))
         return False
-    size = await repository.storage.size(record.path)
+    try:
+        size = await repository.storage.size(record.path)
+    except BackstreamError as exc:  # gone since the listing, or unreadable: this file's problem only
+        found.append(Problem("missing", record.path, f"cannot read: {exc}"))
+        return False
     if size != record.stored_size:
         found.append(Problem("size", record.path, f"{size} bytes stored, the record says {record.stored_size}"))
         return False
