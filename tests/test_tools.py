@@ -34,7 +34,7 @@ def test_kill_tool_kills_the_tool_and_what_it_started() -> None:
         below.extend([process.pid, *descendants(process.pid)])
         assert os.getpgid(process.pid) == process.pid  # a group of its own
         kill_tool(process)
-        await process.wait()
+        await process.aclose()  # waits, and closes its pipes while the loop still runs
 
     anyio.run(main)
     deadline = time.monotonic() + 10
@@ -48,6 +48,7 @@ def test_a_reaped_tool_is_never_signalled_again() -> None:
         process = await open_tool([sys.executable, "-c", "pass"])
         await process.wait()
         kill_tool(process)  # returncode is set: nothing happens, nothing raises
+        await process.aclose()
 
     anyio.run(main)
 
