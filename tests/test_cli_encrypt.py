@@ -9,10 +9,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -318,3 +320,26 @@ def test_decrypt_writes_into_a_fifo_and_leaves_it_a_fifo(
         reader.join(timeout=30)
     assert received == [DATA]
     assert stat.S_ISFIFO(fifo.stat().st_mode)  # not replaced by a regular file (think -o /dev/null)
+
+
+def test_sigterm_stops_an_encrypt_whose_stdin_stays_open_and_silent(tmp_path: Path, env: dict[str, str]) -> None:
+    """A writer that sends nothing and never closes its end must not hold a stop up."""
+    argv = ["encrypt", "--key", "passphrase", *FAST, "-o", str(tmp_path / "o")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backstream.cli.main", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(b"some bytes, then silence")
+        process.stdin.flush()
+        time.sleep(1.5)  # started, key derived, waiting on stdin
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert not (tmp_path / "o").exists()
