@@ -265,9 +265,11 @@ async def _check_archive(
                 return
             record = archived.record
             named.add(record.path)
-            # --read-data checks the stored sha256 while it reads: no need to read the object twice
-            hashed = hash_objects and read_archived is None
-            if await _stored_whole(repository, record, present, found, report, hashed) and read_archived is not None:
+            if read_archived is None:
+                await _stored_whole(repository, record, present, found, report, hash_objects)
+            elif record.path not in present:
+                found.append(Problem("missing", record.path, "the object named by the record is missing"))
+            else:  # reading it end to end checks its stored size and sha256 too: one read, no HEAD
                 try:
                     await read_archived(archived)
                     report.bytes_checked += record.stored_size
@@ -322,6 +324,12 @@ async def _stored_whole(
     if record.path not in present:
         found.append(Problem("missing", record.path, "the object named by the record is missing"))
         return False
+    if hash_objects:  # reading it whole checks its size too: no separate request for the size
+        problem = await _hash(repository, record, described_by="record")
+        report.bytes_checked += record.stored_size
+        if problem is not None:
+            found.append(problem)
+        return problem is None
     try:
         size = await repository.storage.size(record.path)
     except BackstreamError as exc:  # gone since the listing, or unreadable: this file's problem only
@@ -330,12 +338,6 @@ async def _stored_whole(
     if size != record.stored_size:
         found.append(Problem("size", record.path, f"{size} bytes stored, the record says {record.stored_size}"))
         return False
-    if hash_objects:
-        problem = await _hash(repository, record, described_by="record")
-        report.bytes_checked += record.stored_size
-        if problem is not None:
-            found.append(problem)
-            return False
     return True
 
 
