@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from backstream.jobs import open_repository
-from backstream.pitr.continuity import first_missing, needed_from
+from backstream.pitr.continuity import NotInHistory, first_missing, first_missing_across, needed_from, parse_history
 from backstream.pitr.setup import PitrWindow
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, SourceInfo, new_backup_id, utc_now
@@ -54,6 +54,40 @@ def test_other_segment_sizes_number_segments_their_own_way() -> None:
 def test_a_range_over_two_timelines_is_refused() -> None:
     with pytest.raises(ValueError):
         first_missing(set(), "000000010000000000000003", "000000020000000000000005")
+
+
+def test_a_history_file_lists_each_ancestor_and_where_it_ended() -> None:
+    text = "1\t0/3000028\tno recovery target specified\n\n2\t0/5A00000\tat restore point\n"
+    assert parse_history(text) == [(1, 0x3000028), (2, 0x5A00000)]
+
+
+# Timeline 1 ended at 0/3000028 (in segment 3): timeline 2 holds segment 3 on from there.
+HISTORY = [(1, 0x3000028)]
+
+
+def test_wal_across_a_timeline_switch_is_the_old_timeline_then_the_history_then_the_new() -> None:
+    have = names(1, 2) | names(3, 4, timeline=2) | {"00000002.history"}
+    assert first_missing_across(have, "000000010000000000000001", "000000020000000000000004", HISTORY) is None
+
+
+def test_the_old_timelines_segment_holding_the_switch_is_not_needed() -> None:
+    """Timeline 1's segment 3 is read from timeline 2's file of the same number."""
+    have = names(1, 2) | names(3, 4, timeline=2) | {"00000002.history"}
+    assert "000000010000000000000003" not in have
+    assert first_missing_across(have, "000000010000000000000001", "000000020000000000000004", HISTORY) is None
+
+
+def test_a_missing_history_file_or_segment_on_either_side_is_named() -> None:
+    full = names(1, 2) | names(3, 4, timeline=2) | {"00000002.history"}
+    first, last = "000000010000000000000001", "000000020000000000000004"
+    assert first_missing_across(full - {"00000002.history"}, first, last, HISTORY) == "00000002.history"
+    assert first_missing_across(full - names(2), first, last, HISTORY) == "000000010000000000000002"
+    assert first_missing_across(full - names(3, timeline=2), first, last, HISTORY) == "000000020000000000000003"
+
+
+def test_a_backup_on_a_timeline_that_is_no_ancestor_is_refused() -> None:
+    with pytest.raises(NotInHistory):
+        first_missing_across(set(), "000000030000000000000001", "000000020000000000000004", HISTORY)
 
 
 def _manifest(**metadata: object) -> Manifest:
@@ -94,11 +128,11 @@ def test_a_window_with_a_recoverable_backup_and_no_hole_has_no_problem() -> None
     assert window(recoverable_from_backup="b2", recoverable_from="2026-11-26T00:00:00Z").problem() is None
 
 
-def test_backups_only_on_an_earlier_timeline_are_not_counted_as_recoverable() -> None:
+def test_backups_that_could_not_be_checked_are_not_counted_as_recoverable() -> None:
     problem = window(unchecked_backups=("b1",)).problem()
-    assert problem is not None and "no physical base backup on the current timeline (00000002)" in problem
+    assert problem is not None and "no base backup could be checked on the current timeline (00000002)" in problem
     described = window(unchecked_backups=("b1",)).describe()
-    assert "not checked (on an earlier timeline" in described and "backup(s) b1" in described
+    assert "not checked (" in described and "backup(s) b1" in described
 
 
 def test_a_hole_is_the_problem_even_when_a_newer_backup_recovers() -> None:

@@ -11,6 +11,7 @@ from backstream.pitr.walnames import (
     SIDECAR_SUFFIX,
     WAL_PREFIX,
     is_segment,
+    parse_lsn,
     segment_name,
     segment_number,
 )
@@ -117,3 +118,52 @@ async def archive_holes(storage: Any, manifests: list[Manifest]) -> dict[str, li
         if gap is not None and gap[1]:
             holes.setdefault(gap[0], []).append(manifest.backup_id)
     return holes
+
+
+class NotInHistory(ValueError):
+    """A backup's timeline is not an ancestor of the current one (another branch of history)."""
+
+
+def parse_history(text: str) -> list[tuple[int, int]]:
+    """A timeline history file (``0000000N.history``): ``(timeline, switch LSN)`` per ancestor of
+    timeline N, oldest first: each timeline ended where the next one began."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        entries.append((int(fields[0]), parse_lsn(fields[1])))
+    return entries
+
+
+def first_missing_across(
+    names: set[str], first: str, last: str, history: list[tuple[int, int]], segment_size: int = DEFAULT_SEGMENT_SIZE
+) -> str | None:
+    """Like ``first_missing``, from ``first`` on an older timeline to ``last`` on the timeline whose
+    ``history`` is given: each ancestor's segments up to the one holding its switch point (which
+    the next timeline's file of the same number holds), then the next timeline's history file and
+    segments. NotInHistory when ``first``'s timeline is not an ancestor."""
+    start_timeline, end_timeline = int(first[:8], 16), int(last[:8], 16)
+    if start_timeline == end_timeline:
+        return first_missing(names, first, last, segment_size)
+    chain = [timeline for timeline, _ in history]
+    if start_timeline not in chain:
+        raise NotInHistory(f"timeline {start_timeline} is not an ancestor of timeline {end_timeline}")
+    number = segment_number(first, segment_size)
+    for index in range(chain.index(start_timeline), len(history)):
+        timeline, switch = history[index]
+        switch_segment = switch // segment_size
+        if number <= switch_segment - 1:
+            gap = first_missing(
+                names,
+                segment_name(timeline, number, segment_size),
+                segment_name(timeline, switch_segment - 1, segment_size),
+                segment_size,
+            )
+            if gap is not None:
+                return gap
+        following = history[index + 1][0] if index + 1 < len(history) else end_timeline
+        if f"{following:08X}.history" not in names:
+            return f"{following:08X}.history"
+        number = max(number, switch_segment)
+    return first_missing(names, segment_name(end_timeline, number, segment_size), last, segment_size)

@@ -16,7 +16,7 @@ import anyio
 from backstream.errors import ConfigError, SourceError, VerificationError
 from backstream.jobs.common import open_repository
 from backstream.pgsession import PgSession, import_psycopg
-from backstream.pitr.continuity import archived_names, first_missing, needed_from
+from backstream.pitr.continuity import NotInHistory, archived_names, first_missing_across, needed_from, parse_history
 from backstream.pitr.pg_restore_dir import backstream_executable
 from backstream.pitr.targets import PHYSICAL_KIND
 from backstream.pitr.walconfig import absolute_repo, load_wal_config
@@ -96,7 +96,8 @@ class PitrWindow:
     from what it needs (``continuity.needed_from``) to ``segment``, is all in the archive.
     ``missing_wal`` is the first segment missing from the oldest such range, and
     ``broken_backups`` the backups that cannot replay past a missing segment;
-    ``unchecked_backups`` are on other timelines (continuity across a switch is not checked).
+    ``unchecked_backups`` could not be checked: on a timeline that is no ancestor of the current
+    one, the current timeline's history not readable, or no WAL range recorded.
     """
 
     segment: str
@@ -121,8 +122,9 @@ class PitrWindow:
             return f"WAL segment {self.missing_wal} is missing from the archive"
         if self.unchecked_backups:
             return (
-                f"no physical base backup on the current timeline ({self.segment[:8]}); those on earlier "
-                "timelines are not checked across the switch: take a base backup"
+                f"no base backup could be checked on the current timeline ({self.segment[:8]}): those on "
+                "other timelines need its history (readable with superuser or pg_read_server_files) "
+                "and must be its ancestors; take a base backup"
             )
         return "there is no physical base backup to recover from"
 
@@ -149,7 +151,8 @@ class PitrWindow:
             )
         if self.unchecked_backups:
             lines.append(
-                f"not checked (on an earlier timeline, or no WAL range recorded): backup(s) "
+                f"not checked (on another branch of the timeline history, history not readable, or no WAL "
+                f"range recorded): backup(s) "
                 f"{', '.join(self.unchecked_backups)}"
             )
         return "\n".join(lines)
@@ -193,6 +196,7 @@ async def verify_pitr(
                     "check archive_command and the server log"
                 )
             await anyio.sleep(0.2)
+        history = await _timeline_history(conn, int(segment[:8], 16))
     waited = time.monotonic() - started
     # The archiver sends segments in order and retries a failing one until it succeeds, so once
     # ``segment`` is archived every earlier segment has been too: one missing now is lost.
@@ -209,10 +213,15 @@ async def verify_pitr(
     unchecked: list[str] = []
     for manifest in backups:  # oldest first
         first = needed_from(manifest)
-        if first is None or first[:8] != timeline or first > segment:
-            unchecked.append(manifest.backup_id)  # no WAL range recorded, or on an earlier timeline
+        on_this = first is not None and first[:8] == timeline
+        if first is None or (not on_this and history is None) or (on_this and first > segment):
+            unchecked.append(manifest.backup_id)  # no WAL range recorded, or another timeline's history unread
             continue
-        gap = first_missing(names, first, segment, int(size))
+        try:
+            gap = first_missing_across(names, first, segment, history or [], int(size))
+        except NotInHistory:
+            unchecked.append(manifest.backup_id)  # on a branch of history the current timeline did not come from
+            continue
         if gap is None:
             recoverable = recoverable or manifest
         elif recoverable is None:
@@ -228,6 +237,19 @@ async def verify_pitr(
         broken_backups=tuple(broken),
         unchecked_backups=tuple(unchecked),
     )
+
+
+async def _timeline_history(conn: PgSession, timeline: int) -> list[tuple[int, int]] | None:
+    """The current timeline's history (its ancestors and where each ended), read from the server's
+    pg_wal; None on timeline 1, or when this role may not read it (pg_read_file needs superuser
+    or pg_read_server_files): then backups on earlier timelines are not checked."""
+    if timeline <= 1:
+        return None
+    try:
+        ((text,),) = await conn.execute("SELECT pg_read_file(%s)", (f"pg_wal/{timeline:08X}.history",))
+    except import_psycopg().Error:
+        return None
+    return parse_history(str(text))
 
 
 def _iso(epoch: float) -> str:
