@@ -151,14 +151,14 @@ class Archiving:
 
 @pytest.fixture(scope="module")
 def archiving(server_side_backstream: str) -> Iterator[Archiving]:
-    with start_postgres() as server:
-        base = postgres_owned_dir("backstream-continuity-")
-        try:
+    base = postgres_owned_dir("backstream-continuity-")
+    try:
+        with start_postgres() as server:
             repo = str(base / "repo")
             enable_archiving(server, repo)
             yield Archiving(server, repo)
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+    finally:  # once the server is down: its archiver would otherwise make the repository again
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def verify(archiving: Archiving) -> tuple[int, dict[str, object], str]:

@@ -40,12 +40,12 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(server_side_backstream: str) -> Iterator[Scenario]:
-    with start_postgres() as server:
-        base = postgres_owned_dir("backstream-pitr-repo-")
-        try:
+    base = postgres_owned_dir("backstream-pitr-repo-")
+    try:
+        with start_postgres() as server:
             yield _archive_three_batches(server, str(base / "repo"))
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+    finally:  # once the server is down: its archiver would otherwise make the repository again
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _archive_three_batches(server: PostgresServer, repo: str) -> Scenario:

@@ -51,9 +51,9 @@ class Spaced:
 @pytest.fixture(scope="module")
 def spaced(server_side_backstream: str) -> Iterator[Spaced]:
     """A cluster with tablespace ``ts1`` holding table ``spaced``, and a physical backup of it (WAL fetched)."""
-    with start_postgres() as server:
-        base = postgres_owned_dir("backstream-ts-")
-        try:
+    base = postgres_owned_dir("backstream-ts-")
+    try:
+        with start_postgres() as server:
             location = base / "ts1"
             location.mkdir(mode=0o700)
             if os.geteuid() == 0:
@@ -71,8 +71,8 @@ def spaced(server_side_backstream: str) -> Iterator[Spaced]:
             ok("init", "--repo", repo)
             backup_id = ok("backup", server.url(), "--physical", "-o", "wal=fetch", "--repo", repo).strip()
             yield Spaced(server, repo, backup_id, str(location), row[0])
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+    finally:  # once the server is down (its tablespace lives in here)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_cluster_with_a_tablespace_is_stored_as_base_tablespace_and_manifest_objects(spaced: Spaced) -> None:

@@ -30,10 +30,10 @@ class Promoted:
 
 @pytest.fixture(scope="module")
 def promoted(server_side_backstream: str) -> Iterator[Promoted]:
-    with start_postgres() as server:
-        base = postgres_owned_dir("backstream-timeline-")
-        data = base / "restored"
-        try:
+    base = postgres_owned_dir("backstream-timeline-")
+    data = base / "restored"
+    try:
+        with start_postgres() as server:
             repo = str(base / "repo")
             enable_archiving(server, repo)
             backup_id = ok("backup", server.url(), "--physical", "--repo", repo).strip()
@@ -51,11 +51,11 @@ def promoted(server_side_backstream: str) -> Iterator[Promoted]:
             if os.geteuid() == 0:
                 subprocess.run(["chown", "-R", "postgres:postgres", repo], check=True)
             yield Promoted(server, url, repo, backup_id)
-        finally:
-            if (data / "postmaster.pid").exists():
-                stop = [PG_CTL, "-D", str(data), "-m", "immediate", "-w", "stop"]
-                subprocess.run(as_postgres(stop), capture_output=True, check=False)
-            shutil.rmtree(base, ignore_errors=True)
+    finally:
+        if (data / "postmaster.pid").exists():
+            stop = [PG_CTL, "-D", str(data), "-m", "immediate", "-w", "stop"]
+            subprocess.run(as_postgres(stop), capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)  # both servers down: no archiver makes the repository again
 
 
 def verify(promoted: Promoted) -> tuple[int, dict[str, object], str]:
