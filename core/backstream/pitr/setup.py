@@ -252,12 +252,6 @@ async def _timeline_history(conn: PgSession, timeline: int) -> list[tuple[int, i
     return parse_history(str(text))
 
 
-def _iso(epoch: float) -> str:
-    from datetime import UTC, datetime
-
-    return format_time(datetime.fromtimestamp(epoch, tz=UTC))
-
-
 def check_url(url: str) -> str:
     if not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"{redact_url(url)!r} is not a postgresql:// URL")
