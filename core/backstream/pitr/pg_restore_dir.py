@@ -38,6 +38,7 @@ from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
 from backstream.pitr.walconfig import WalConfig
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
+from backstream.tarsafe import extract_member
 
 BASE_TAR = "base.tar"
 MANIFEST_FILE = "backup_manifest"
@@ -302,7 +303,7 @@ async def _extract(chunks: AsyncIterator[bytes], data_dir: Path) -> None:
         try:
             with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
                 for member in archive:
-                    archive.extract(member, data_dir, filter="data")
+                    extract_member(archive, member, data_dir)
         except BaseException as exc:  # reported on the event loop
             failure.append(exc)
         finally:
