@@ -73,3 +73,49 @@ def test_only_the_first_stop_signal_interrupts_a_second_one_does_not_cut_cleanup
         handler(signal.SIGHUP, None)  # type: ignore[operator]
     assert received == [signal.SIGTERM]
     assert interrupts == [signal.SIGINT]  # asyncio's runner was told once
+
+
+# --- errors at the boundary: one line, never a traceback (unless asked) ----------------------------
+
+
+def _failing_list(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    import backstream.cli.cmd_list as cmd_list
+
+    def run(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(cmd_list, "run", run)
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (PermissionError(13, "Permission denied", "/root/x.db"), "permission denied: /root/x.db"),
+        (OSError(28, "No space left on device", "/srv/repo/data"), "no space left on device: /srv/repo/data"),
+        (OSError(18, "Invalid cross-device link", "/a", None, "/b"), "invalid cross-device link: /a -> /b"),
+        (ExceptionGroup("task group", [PermissionError(13, "Permission denied", "/x")]), "permission denied: /x"),
+    ],
+)
+def test_an_os_error_a_command_did_not_translate_is_one_line_with_its_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: BaseException, line: str
+) -> None:
+    monkeypatch.delenv("BACKSTREAM_DEBUG", raising=False)
+    _failing_list(monkeypatch, error)
+    assert main(["list", "--repo", "/nowhere"]) == 1
+    assert capsys.readouterr().err == f"backstream: error: {line}\n"
+
+
+def test_debug_shows_the_traceback_before_the_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _failing_list(monkeypatch, PermissionError(13, "Permission denied", "/root/x.db"))
+    assert main(["--debug", "list", "--repo", "/nowhere"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "PermissionError" in err
+    assert err.splitlines()[-1] == "backstream: error: permission denied: /root/x.db"
+
+
+def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_list(monkeypatch, ZeroDivisionError("a bug"))
+    with pytest.raises(ZeroDivisionError):
+        main(["list", "--repo", "/nowhere"])

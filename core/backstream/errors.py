@@ -5,6 +5,8 @@ Plugins translate driver errors into these at their boundary; the CLI prints one
 
 from __future__ import annotations
 
+import os
+
 
 class BackstreamError(Exception):
     """Base of every error a user can cause or meet; its message is the one line the CLI prints."""
@@ -65,6 +67,21 @@ def missing_dependency(module: str, extra: str) -> MissingDependencyError:
     )
 
 
+def os_reason(exc: OSError) -> str:
+    """The errno text of ``exc`` in lower case (``permission denied``), without the path."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error that reached the command line: what and where,
+    ``permission denied: /root/x.db`` (``... -> /other`` for a rename or link)."""
+    where = "" if exc.filename is None else f": {os.fsdecode(exc.filename)}"
+    if exc.filename2 is not None:
+        where += f" -> {os.fsdecode(exc.filename2)}"
+    return os_reason(exc) + where
+
+
 def primary_error(exc: BaseException) -> BaseException:
     """The error behind a task-group failure: a backstream error first, never the cancellations
     it caused; ``exc`` itself when it is not an exception group."""
@@ -72,7 +89,12 @@ def primary_error(exc: BaseException) -> BaseException:
         return exc
     import anyio  # here, not at the top: errors.py is on wal-push's start-up path
 
-    cancelled = anyio.get_cancelled_exc_class()
+    try:
+        cancelled: type[BaseException] = anyio.get_cancelled_exc_class()
+    except RuntimeError:  # outside the event loop (the CLI, after anyio.run): backstream runs on asyncio
+        import asyncio
+
+        cancelled = asyncio.CancelledError
     leaves: list[BaseException] = []
 
     def walk(error: BaseException) -> None:

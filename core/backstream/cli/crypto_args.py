@@ -15,7 +15,7 @@ from typing import BinaryIO
 import anyio.to_thread
 
 from backstream.crypto.audit import AUDIT_ENV, AuditLog
-from backstream.errors import ConfigError, SourceError, StorageError
+from backstream.errors import ConfigError, SourceError, StorageError, os_reason
 from backstream.protocols import ByteSink, ByteSource, ByteWriter
 from backstream.streams import READ_SIZE, file_sink, file_source
 
@@ -94,9 +94,16 @@ def display_name(path: str) -> str:
 
 def check_readable(path: str) -> None:
     """Fail early (before any key work or prompt) when the input file cannot be read."""
-    if path != STDIO and not os.access(path, os.R_OK):
-        reason = "no such file" if not os.path.exists(path) else "permission denied"
-        raise SourceError(f"cannot read {path}: {reason}")
+    if path == STDIO:
+        return
+    try:
+        os.stat(path)  # denied is not missing: a folder on the way may be one we cannot search
+    except FileNotFoundError as exc:
+        raise SourceError(f"cannot read {path}: no such file") from exc
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {os_reason(exc)}") from exc
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"cannot read {path}: permission denied")
 
 
 def open_input(path: str) -> ByteSource:

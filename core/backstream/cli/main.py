@@ -9,14 +9,16 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from types import FrameType, ModuleType
 from typing import NoReturn
 
-from backstream.errors import BackstreamError
+from backstream.errors import BackstreamError, os_error_line, primary_error
 from backstream.version import __version__
 
 COMMANDS: tuple[str, ...] = (
@@ -46,6 +48,8 @@ COMMANDS: tuple[str, ...] = (
 )
 """Command modules, in the order ``--help`` lists them."""
 
+DEBUG_ENV = "BACKSTREAM_DEBUG"
+
 
 def command_module(name: str) -> str | None:
     """The module of command ``name`` (``wal-push`` -> ``backstream.cli.cmd_wal_push``), if it exists."""
@@ -67,6 +71,12 @@ def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"backstream {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=bool(os.environ.get(DEBUG_ENV)),
+        help=f"show the traceback behind an error, not just its one line (also: ${DEBUG_ENV}=1)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in modules:
         sub = commands.add_parser(module.NAME, help=module.HELP.replace("%", "%%"), description=module.HELP)
@@ -95,18 +105,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _stop_signals_interrupt(received):
             code: int = args._run(args)
         return code
-    except BackstreamError as exc:
-        print(f"backstream: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
+    except (BackstreamError, OSError, KeyboardInterrupt, BaseExceptionGroup) as exc:
+        return _failed(exc, received, debug=args.debug)
+
+
+def _failed(exc: BaseException, received: list[int], *, debug: bool) -> int:
+    """Print the one line for a command that ended in ``exc`` and return the exit status."""
+    error = primary_error(exc)  # a task group's failure: the error behind it, not the cancellations
+    if isinstance(error, BackstreamError):
+        _print_error(str(error), debug)
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
         if received:
             name = signal.Signals(received[0]).name
             print(f"backstream: stopped by {name}", file=sys.stderr)
             return 128 + received[0]
         print("backstream: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    if isinstance(error, BrokenPipeError):
         return 141
+    if isinstance(error, OSError):  # one a command did not translate: what and where, in one line
+        _print_error(os_error_line(error), debug)
+        return 1
+    raise exc  # a bug: its traceback is the report
+
+
+def _print_error(line: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    print(f"backstream: error: {line}", file=sys.stderr)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)

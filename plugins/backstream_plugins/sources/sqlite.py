@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import time
 import uuid
@@ -28,6 +29,7 @@ from backstream import (
     SourceError,
     VerificationError,
     hookimpl,
+    os_reason,
 )
 
 STEP_PAGES = 4096
@@ -109,15 +111,15 @@ def _translate(exc: sqlite3.Error, path: str) -> SourceError:
 
 
 def _check_readable(path: str) -> None:
-    if not os.path.exists(path):
-        raise SourceError(f"sqlite database {path} does not exist")
-    if os.path.isdir(path):
-        raise SourceError(f"{path} is a directory, not a SQLite database")
     try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            raise SourceError(f"{path} is a directory, not a SQLite database")
         with open(path, "rb"):
             pass
-    except OSError as exc:
-        raise SourceError(f"cannot read sqlite database {path}: {exc.strerror or exc}") from exc
+    except FileNotFoundError as exc:
+        raise SourceError(f"sqlite database {path} does not exist") from exc
+    except OSError as exc:  # denied is not missing: a folder on the way we may not search, say
+        raise SourceError(f"cannot read sqlite database {path}: {os_reason(exc)}") from exc
 
 
 def _copy(source: sqlite3.Connection, target: sqlite3.Connection, busy_timeout: float) -> None:
@@ -208,14 +210,20 @@ def _open_and_unlink(path: str) -> BinaryIO:
 
 
 def _prepare_target(target: str, force: bool) -> None:
-    if os.path.isdir(target):
+    try:
+        info: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:  # a folder on the way we may not search: say so, not "cannot create"
+        raise SourceError(f"cannot restore to {target}: {os_reason(exc)}") from exc
+    if info is not None and stat.S_ISDIR(info.st_mode):
         raise SourceError(f"cannot restore to {target}: it is a directory")
-    if os.path.exists(target) and os.path.getsize(target) > 0 and not force:
+    if info is not None and info.st_size > 0 and not force:
         raise SourceError(f"cannot restore to {target}: the file exists and is not empty (use --force to replace it)")
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
     except OSError as exc:
-        raise SourceError(f"cannot create the directory for {target}: {exc.strerror or exc}") from exc
+        raise SourceError(f"cannot create the directory for {target}: {os_reason(exc)}") from exc
 
 
 def _check_file(path: str) -> None:
@@ -268,7 +276,7 @@ def _discard(handle: BinaryIO | None, scratch: str) -> None:
     for path in (scratch, *(scratch + suffix for suffix in SIDE_FILES)):
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except OSError:  # never there, or not ours to remove: the error that brought us here is the one to report
             pass
 
 
@@ -324,7 +332,7 @@ class SqliteSource:
             try:
                 handle = await anyio.to_thread.run_sync(open, scratch, "xb")
             except OSError as exc:
-                raise SourceError(f"cannot restore to {target}: {exc.strerror or exc}") from exc
+                raise SourceError(f"cannot restore to {target}: {os_reason(exc)}") from exc
             pending: list[bytes] = []
             size = 0
             try:
@@ -341,7 +349,7 @@ class SqliteSource:
                 handle = None
                 await anyio.to_thread.run_sync(_install, scratch, target, force)
             except OSError as exc:
-                raise SourceError(f"cannot restore to {target}: {exc.strerror or exc}") from exc
+                raise SourceError(f"cannot restore to {target}: {os_reason(exc)}") from exc
             installed = True
         finally:
             if not installed:
