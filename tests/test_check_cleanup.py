@@ -144,6 +144,51 @@ def test_cleanup_dry_run_removes_nothing(setup: tuple[dict[str, str], str, str, 
     assert lost.exists() and partial.exists()
 
 
+def _empty_backup_folder(repo: str, backup_id: str, *, age: float) -> Path:
+    """``backups/<id>/data/`` with nothing in it, as a backup killed after making it leaves it."""
+    folder = Path(repo, "backups", backup_id, "data")
+    folder.mkdir(parents=True)
+    then = folder.stat().st_mtime - age
+    for path in (folder, folder.parent):
+        os.utime(path, (then, then))
+    return folder
+
+
+def test_check_lists_an_empty_backup_folder_without_a_manifest_and_cleanup_removes_it(
+    setup: tuple[dict[str, str], str, str, dict[str, object]],
+) -> None:
+    env, repo, backup_id, _ = setup
+    folder = _empty_backup_folder(repo, ORPHAN_ID, age=7200)
+    report = cli_json("check", "--repo", repo, env=env, expect=1)
+    assert [(o["path"], o["reason"]) for o in report["orphans"]] == [
+        (f"backups/{ORPHAN_ID}/", "empty folder without a manifest (an interrupted backup)")
+    ]
+    dry = cli("cleanup", "--repo", repo, "--dry-run", env=env)
+    assert f"would remove: backups/{ORPHAN_ID}/" in dry.stdout and folder.is_dir()
+    cli("cleanup", "--repo", repo, env=env)
+    assert not folder.parent.exists()
+    assert Path(repo, "backups").is_dir() and Path(repo, "backups", backup_id, "manifest.json").exists()
+    assert cli("check", "--repo", repo, env=env).returncode == 0
+
+
+def test_cleanup_keeps_an_empty_backup_folder_younger_than_the_grace_period(
+    setup: tuple[dict[str, str], str, str, dict[str, object]],
+) -> None:
+    env, repo, _, _ = setup
+    folder = _empty_backup_folder(repo, ORPHAN_ID, age=60)  # a backup may be about to write into it
+    result = cli("cleanup", "--repo", repo, env=env)
+    assert f"kept: backups/{ORPHAN_ID}/" in result.stdout
+    assert folder.is_dir()
+
+
+def test_an_empty_folder_inside_a_committed_backup_is_not_an_orphan(
+    setup: tuple[dict[str, str], str, str, dict[str, object]],
+) -> None:
+    env, repo, backup_id, _ = setup
+    Path(repo, "backups", backup_id, "drills").mkdir()
+    assert cli_json("check", "--repo", repo, env=env)["orphans"] == []
+
+
 def test_check_flags_a_stale_lock_and_cleanup_removes_it(
     setup: tuple[dict[str, str], str, str, dict[str, object]],
 ) -> None:

@@ -373,6 +373,8 @@ def test_sigterm_or_sighup_during_a_backup_stops_it_cleanly_like_ctrl_c(
     assert listed_ids(repo, env) == before
     assert list((Path(repo) / "locks").glob("*.json")) == []  # released, not left to go stale
     assert [p for p in Path(repo).glob("backups/*/data/*")] == []  # the partial object was removed
+    assert sorted(p.name for p in (Path(repo) / "backups").iterdir()) == before  # and its folders
+    assert "0 orphans" in cli("cleanup", "--repo", repo, "--dry-run", env=env).stdout
 
 
 # --- job files and the demo --------------------------------------------------------------------

@@ -100,6 +100,23 @@ class MultipartUploads(Protocol):
     async def abort_multipart_upload(self, path: str, upload_id: str) -> None: ...
 
 
+@runtime_checkable
+class EmptyFolders(Protocol):
+    """Optional on a ``Storage`` with real folders (a local filesystem), where a process killed
+    between making a folder and writing into it leaves the folder empty: ``check`` lists such
+    folders and ``cleanup`` removes them. Object stores have no folders and do without it."""
+
+    async def empty_folders(self, prefix: str) -> list[tuple[str, datetime]]:
+        """The topmost folders below ``prefix`` that hold no object at any depth, as (relative
+        path, newest modification time in the folder's tree)."""
+        ...
+
+    async def remove_empty_folder(self, path: str) -> None:
+        """Remove the folder ``path`` and the empty folders in it; one that is no longer empty
+        (a writer just put something there) is left as it is."""
+        ...
+
+
 class StorageFactory(Protocol):
     """Storage for URL protocols (``register_storage``). ``"*"`` in ``protocols`` serves any protocol
     that no other storage plugin claims."""

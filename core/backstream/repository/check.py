@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from backstream.errors import BackstreamError
-from backstream.protocols import MultipartUploads
+from backstream.protocols import EmptyFolders, MultipartUploads
 from backstream.repository.blobs import list_under, read_small
 from backstream.repository.ids import backup_id_time, format_time, is_backup_id, utc_now
 from backstream.repository.lock import LOCKS_PREFIX, read_locks, stale_reason
@@ -78,6 +78,7 @@ class Orphan:
     reason: str
     since: datetime | None
     upload_id: str | None = None  # an incomplete multipart upload to ``path``, not an object
+    folder: bool = False  # an empty folder (``path`` ends in ``/``) of an EmptyFolders storage, not an object
 
     def age(self, now: datetime) -> timedelta | None:
         return None if self.since is None else now - self.since
@@ -162,6 +163,13 @@ async def check_repository(
         groups.setdefault(path[len(BACKUPS_PREFIX) :].split("/", 1)[0], []).append(path)
     for backup_id, paths in sorted(groups.items()):
         await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects)
+    if isinstance(storage, EmptyFolders):
+        for path, since in await storage.empty_folders(BACKUPS_PREFIX):
+            backup_id = path[len(BACKUPS_PREFIX) :].split("/", 1)[0]
+            if backup_id in live_ids or f"{BACKUPS_PREFIX}{backup_id}/{MANIFEST_NAME}" in groups.get(backup_id, ()):
+                continue  # a running backup's, or a folder inside a committed backup (harmless)
+            reason = "empty folder without a manifest (an interrupted backup)"
+            report.orphans.append(Orphan(path, reason, since, folder=True))
     uploads = await storage.list_multipart_uploads() if isinstance(storage, MultipartUploads) else None
     if uploads is None:
         report.notes.append("abandoned multipart uploads: not checked (this storage has none, or cannot list them)")
@@ -414,6 +422,9 @@ async def _cleanup(
             if orphan.upload_id is not None:  # reported only by MultipartUploads storages
                 assert isinstance(repository.storage, MultipartUploads)
                 await repository.storage.abort_multipart_upload(orphan.path, orphan.upload_id)
+            elif orphan.folder:  # reported only by EmptyFolders storages
+                assert isinstance(repository.storage, EmptyFolders)
+                await repository.storage.remove_empty_folder(orphan.path)
             else:
                 await repository.storage.delete(orphan.path)
             actions.append(CleanupAction(orphan.path, orphan.reason, "removed"))

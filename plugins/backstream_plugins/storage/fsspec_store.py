@@ -99,8 +99,9 @@ class _Upload(Protocol):
 class _LocalUpload:
     """A temporary file beside the target, fsynced and renamed over it on commit."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, prune: Callable[[str], None]) -> None:
         self._target = target
+        self._prune = prune  # removes the folders made for the target if they are left empty
         self._unsynced = 0
         self._advise = hasattr(os, "posix_fadvise")
         directory, name = os.path.split(target)
@@ -145,6 +146,7 @@ class _LocalUpload:
                 os.unlink(self._temporary)
             except FileNotFoundError:
                 pass
+            self._prune(os.path.dirname(self._target))  # a cancelled backup leaves no empty data/ folder
 
 
 class _S3Upload:
@@ -284,7 +286,7 @@ class FsspecStorage:
 
     def _new_upload(self, full: str) -> _Upload:
         if self._kind == "local":
-            return _LocalUpload(full)
+            return _LocalUpload(full, self._prune_empty_dirs)
         if self._kind == "s3":
             return _S3Upload(self._fs, full, self._part_size)
         return _RenameUpload(self._fs, full)
@@ -359,6 +361,42 @@ class FsspecStorage:
     async def delete(self, path: str) -> None:
         """Remove the object at ``path``; an object that is already gone is not an error."""
         await self._call("delete", path, self._remove, self._full(path))
+
+    async def empty_folders(self, prefix: str) -> list[tuple[str, datetime]]:
+        """The topmost folders below ``prefix`` with no object in them at any depth (local only:
+        other filesystems have no folders to leave behind), with the newest mtime in each."""
+        if self._kind != "local":
+            return []
+        return await self._call("list the folders of", prefix, self._empty_folders, self._full(prefix.strip("/")))
+
+    async def remove_empty_folder(self, path: str) -> None:
+        """Remove the empty folder ``path`` (and empty folders in it); a folder that is not empty stays."""
+        if self._kind == "local":
+            await self._call("remove the folder", path, self._remove_folder, self._full(path.strip("/")))
+
+    def _empty_folders(self, base: str) -> builtins.list[tuple[str, datetime]]:
+        empty: dict[str, float] = {}  # folder -> newest mtime in its tree, for folders without objects
+        for directory, dirnames, filenames in os.walk(base, topdown=False):
+            if filenames or any(os.path.join(directory, d) not in empty for d in dirnames):
+                continue
+            newest = max([os.stat(directory).st_mtime, *(empty[os.path.join(directory, d)] for d in dirnames)])
+            empty[directory] = newest
+        strip = len(self._root) + 1
+        return [
+            (folder[strip:] + "/", datetime.fromtimestamp(mtime).astimezone())
+            for folder, mtime in sorted(empty.items())
+            if folder != base and os.path.dirname(folder) not in empty
+        ]
+
+    def _remove_folder(self, full: str) -> None:
+        for directory, _, _ in os.walk(full, topdown=False):
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                pass
+            except OSError:  # something was written meanwhile: leave it
+                return
+        self._prune_empty_dirs(posixpath.dirname(full))
 
     async def list_multipart_uploads(self) -> list[tuple[str, str, datetime]] | None:
         """Incomplete S3 multipart uploads below this location, as (relative path, upload id, time
