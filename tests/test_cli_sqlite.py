@@ -105,6 +105,12 @@ def test_init_creates_a_repository_and_prints_it(tmp_path: Path, env: dict[str, 
     assert (tmp_path / "r" / "backstream.json").is_file()
 
 
+def test_init_refuses_a_memory_repository_that_would_vanish_with_the_process(env: dict[str, str]) -> None:
+    result = cli("init", "--repo", "memory://scratch/repo", env=env, check=False)
+    assert result.returncode == 2
+    assert_one_line_error(result, "memory://scratch/repo", "vanish when init exits", "Python API")
+
+
 def test_backup_prints_only_the_new_id_and_no_progress_when_not_a_terminal(
     awkward_db: Path, repo: str, env: dict[str, str]
 ) -> None:

@@ -117,6 +117,17 @@ class EmptyFolders(Protocol):
         ...
 
 
+@runtime_checkable
+class ProcessLocal(Protocol):
+    """Optional on a ``Storage`` that may keep its objects in the process's memory (fsspec's
+    ``memory://``): fine for the Python API and tests, but the command line refuses to ``init``
+    a repository there, as it would vanish when the command exits."""
+
+    def process_local(self) -> bool:
+        """True when this location's objects live only as long as this process."""
+        ...
+
+
 class StorageFactory(Protocol):
     """Storage for URL protocols (``register_storage``). ``"*"`` in ``protocols`` serves any protocol
     that no other storage plugin claims."""

@@ -15,7 +15,9 @@ from backstream.cli.options import (
     run_async,
     storage_options,
 )
+from backstream.errors import ConfigError
 from backstream.plugins import Plugins
+from backstream.protocols import ProcessLocal
 from backstream.repository import Repository, format_time
 
 NAME = "init"
@@ -32,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
 
     async def work() -> Repository:
-        return await Repository.init(plugins.open_storage(url, **storage_options(args)))
+        storage = plugins.open_storage(url, **storage_options(args))
+        if isinstance(storage, ProcessLocal) and storage.process_local():
+            raise ConfigError(
+                f"{url} keeps a repository in this process's memory: it would vanish when init exits; "
+                "use a path or an object store URL (memory:// is for the Python API)"
+            )
+        return await Repository.init(storage)
 
     repository = run_async(work)
     if args.json:

@@ -362,6 +362,10 @@ class FsspecStorage:
         """Remove the object at ``path``; an object that is already gone is not an error."""
         await self._call("delete", path, self._remove, self._full(path))
 
+    def process_local(self) -> bool:
+        """True for ``memory://``: the objects live in this process only."""
+        return self._kind == "memory"
+
     async def empty_folders(self, prefix: str) -> list[tuple[str, datetime]]:
         """The topmost folders below ``prefix`` with no object in them at any depth (local only:
         other filesystems have no folders to leave behind), with the newest mtime in each."""
