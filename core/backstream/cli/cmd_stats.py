@@ -1,6 +1,7 @@
 """``backstream stats --repo URL``: backup count, success rate, sizes and the newest good backup.
 
-Computed from the manifests and the records of failed attempts.
+Computed from the manifests and the records of failed attempts; the WAL and binlog archives
+are their own lines (files, size as produced and as stored), read from their records.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from backstream.cli.options import (
 )
 from backstream.plugins import Plugins
 from backstream.repository import RepositoryStats, format_time
+from backstream.repository.archive_stats import ArchiveStats, archive_stats
+from backstream.verify.archives import ARCHIVES
 
 NAME = "stats"
 HELP = "show repository statistics"
@@ -30,13 +33,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
 
-    async def work() -> tuple[str, RepositoryStats]:
+    async def work() -> tuple[str, RepositoryStats, list[ArchiveStats]]:
         repository = await open_repository(args, plugins)
-        return repository.url, await repository.stats()
+        return repository.url, await repository.stats(), await archive_stats(repository, ARCHIVES)
 
-    url, stats = run_async(work)
+    url, stats, archives = run_async(work)
     if args.json:
-        print_json({"repository": url, **stats.to_dict()})
+        print_json({"repository": url, **stats.to_dict(), "archives": [a.to_dict() for a in archives]})
         return 0
     rate = "n/a" if stats.success_rate is None else f"{stats.success_rate:.0%}"
     ratio = "n/a" if stats.ratio is None else f"{stats.ratio:.2f}"
@@ -52,5 +55,11 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"oldest         {stats.oldest.backup_id} ({format_time(stats.oldest.finished_at)})")
     for source, count in sorted(stats.sources.items()):
         lines.append(f"source         {source}: {count}")
+    for archive in archives:  # not part of "data" above: that is the backups' alone
+        unreadable = f", {archive.unreadable} unreadable records (see: backstream check)" if archive.unreadable else ""
+        lines.append(
+            f"{archive.name + ' archive':<15}{archive.files} files, {human_bytes(archive.plaintext_size)}"
+            f" -> {human_bytes(archive.stored_size)} stored{unreadable}"
+        )
     print("\n".join(lines))
     return 0

@@ -158,8 +158,9 @@ def _compare_value(name: str, key: str, want: Any, have: Any) -> CheckResult:
                 f"recorded as {_checksum_method(want)}, computed now as {_checksum_method(have)}: not comparable",
             )
         if want == have:
-            return CheckResult(name, PASS, f"content checksum {str(have)[:12]}")
-        return CheckResult(name, FAIL, f"content differs: checksum {str(have)[:12]}, expected {str(want)[:12]}")
+            return CheckResult(name, PASS, f"content checksum {_short_checksum(have)}")
+        detail = f"content differs: checksum {_short_checksum(have)}, expected {_short_checksum(want)}"
+        return CheckResult(name, FAIL, detail)
     if key == "columns":
         want_cols, have_cols = [tuple(c) for c in want], [tuple(c) for c in have]
         if want_cols == have_cols:
@@ -170,6 +171,12 @@ def _compare_value(name: str, key: str, want: Any, have: Any) -> CheckResult:
     if want_map == have_map:
         return CheckResult(name, PASS, f"{len(have_map)} {key}")
     return CheckResult(name, FAIL, f"{key} differ: {_diff(sorted(want_map.items()), sorted(have_map.items()))}")
+
+
+def _short_checksum(checksum: Any) -> str:
+    """``copy-sha256:`` and the first 16 hex digits of the hash (the method alone says nothing)."""
+    method, sep, digest = str(checksum).rpartition(":")
+    return f"{method}{sep}{digest[:16]}"
 
 
 def _checksum_method(value: Any) -> str:
