@@ -1,7 +1,8 @@
-"""``backstream verify ID|latest --repo URL [--level LEVEL] [--scratch URL]``: a restore drill.
+"""``backstream verify ID|latest --repo URL [--level LEVEL] [--scratch URL|DIR]``: a restore drill.
 
-Restores into a scratch target, runs the checks, measures the restore, drops the scratch and records
-the result under ``backups/<id>/drills/``; exits 1 when a check fails.
+Restores into a scratch target (a PostgreSQL physical backup: a scratch directory and a throwaway
+server), runs the checks, measures the restore, drops the scratch and records the result under
+``backups/<id>/drills/``; exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=LEVELS, default="standard", help="how much to check (default: standard)")
     parser.add_argument(
         "--scratch",
-        metavar="URL",
-        help="server for the scratch database, with credentials (default: the backup's source server)",
+        metavar="URL|DIR",
+        help="server for the scratch database, with credentials (default: the backup's source server); "
+        "for a PostgreSQL physical backup, the directory to restore and run it in (default: $TMPDIR)",
     )
     parser.add_argument("--no-record", action="store_true", help="do not record the drill in the repository")
     add_json_argument(parser)

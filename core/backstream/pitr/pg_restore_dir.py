@@ -159,9 +159,27 @@ async def restore_to_dir(
         raise
     if not start:
         return RestoredDir(manifest.backup_id, str(data_dir), target.describe, False, "prepared")
-    bindir = _bindir(pg_bindir, manifest)
-    state = await _start_and_wait(data_dir, bindir, port, owner, target, start_timeout, repository.storage, manifest)
+    state = await start_restored(
+        data_dir, manifest, repository.storage, target=target, port=port, pg_bindir=pg_bindir, timeout=start_timeout
+    )
     return RestoredDir(manifest.backup_id, str(data_dir), target.describe, True, state)
+
+
+async def start_restored(
+    data_dir: str | Path,
+    manifest: Manifest,
+    storage: Any,
+    *,
+    target: RecoveryTarget,
+    port: int | None = None,
+    pg_bindir: str | None = None,
+    timeout: float = 600.0,
+) -> str:
+    """Start the server of a data directory that ``restore_to_dir(start=False)`` prepared from
+    ``manifest``, as its owner, and wait until recovery reaches ``target``; returns the state
+    (``promoted`` or ``in recovery``). ``storage`` is the repository's, to name a missing WAL segment."""
+    bindir = server_bindir(pg_bindir, manifest)
+    return await _start_and_wait(Path(data_dir), bindir, port, server_user(), target, timeout, storage, manifest)
 
 
 # --- the data directory --------------------------------------------------------------------------
@@ -366,7 +384,8 @@ def _write_recovery(
 # --- starting the server -------------------------------------------------------------------------
 
 
-def _bindir(given: str | None, manifest: Manifest) -> Path:
+def server_bindir(given: str | None, manifest: Manifest) -> Path:
+    """The server binaries for ``manifest``'s major version: ``given``, Debian's directory, or PATH's."""
     if given:
         return Path(given)
     version = str(manifest.source.server_version or manifest.source.metadata.get("server_version") or "")

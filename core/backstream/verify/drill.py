@@ -1,5 +1,6 @@
 """Restore drills and verification: the catalog taken at backup time, checks of a restored target,
-drills into a scratch target recorded under ``backups/<id>/drills/``, and end-to-end object reads.
+drills into a scratch target recorded under ``backups/<id>/drills/`` (physical base backups: in
+``backstream.verify.physical``), and end-to-end object reads.
 
 The committed manifest is never rewritten: a drill is a separate small JSON file beside it.
 """
@@ -21,6 +22,7 @@ from backstream.jobs.common import compressor, error_line, open_repository
 from backstream.jobs.encryption import KeyOptions, open_decrypting
 from backstream.jobs.restore import restore, verified
 from backstream.pipeline import Pipeline, Transform
+from backstream.pitr.targets import PHYSICAL_KIND
 from backstream.plugins import Plugins
 from backstream.protocols import ByteWriter, CheckResult
 from backstream.repository import Manifest, ObjectRecord, Repository, format_time, parse_time, utc_now
@@ -86,7 +88,9 @@ async def run_drill(
     """Restore ``backup`` into a scratch target, check it at ``level``, drop the scratch, record the result.
 
     :param scratch: the server to create the scratch database on (a URL with credentials); by
-        default the backup's own source server (its URL as recorded, without a password).
+        default the backup's own source server (its URL as recorded, without a password). For a
+        physical base backup: the directory to make the scratch directory in (default: $TMPDIR);
+        see ``backstream.verify.physical``.
     """
     keys = keys or KeyOptions()  # one per job: its key providers are configured once
     check_level(level)
@@ -95,24 +99,42 @@ async def run_drill(
     manifest = await repository.resolve(backup)
     if not manifest.ok:
         raise ConfigError(f"backup {manifest.backup_id} has status {manifest.status!r}; only good backups verify")
-    check = checker(plugins, manifest.source.kind)
     async with repository.lock("verify", exclusive=False, backup_id=manifest.backup_id):
-        results: list[CheckResult] = []
-        seconds: float | None = None
-        async with check.scratch(scratch or manifest.source.url) as target:
-            started = time.perf_counter()
-            try:
-                await restore(manifest.backup_id, repo=repository, to=target, plugins=plugins, keys=keys)
-            except BackstreamError as exc:
-                results.append(CheckResult("restore", FAIL, error_line(exc)))
-            else:
-                seconds = time.perf_counter() - started
-                results.append(CheckResult("restore", PASS, f"restored in {seconds:.2f}s"))
-                results += await verify_target(plugins, manifest, target, level)
-        result = DrillResult(manifest, Report(level, tuple(results)), seconds, utc_now())
+        if manifest.source.kind == PHYSICAL_KIND:
+            from backstream.verify.physical import physical_drill  # its tools only when needed
+
+            url = repo if isinstance(repo, str) else repository.storage.url
+            drill = await physical_drill(
+                manifest, repository, url, level=level, plugins=plugins, keys=keys,
+                storage_options=storage_options, scratch=scratch,
+            )  # fmt: skip
+            report = Report(level, tuple(drill.results), {"databases": drill.databases})
+            result = DrillResult(manifest, report, drill.restore_seconds, utc_now())
+        else:
+            result = await _logical_drill(plugins, repository, manifest, level, scratch, keys)
         if record:
             await record_drill(repository, result)
     return result
+
+
+async def _logical_drill(
+    plugins: Plugins, repository: Repository, manifest: Manifest, level: str, scratch: str | None, keys: KeyOptions
+) -> DrillResult:
+    """Restore into a scratch database (``--scratch`` or the source's server), check, drop it."""
+    check = checker(plugins, manifest.source.kind)
+    results: list[CheckResult] = []
+    seconds: float | None = None
+    async with check.scratch(scratch or manifest.source.url) as target:
+        started = time.perf_counter()
+        try:
+            await restore(manifest.backup_id, repo=repository, to=target, plugins=plugins, keys=keys)
+        except BackstreamError as exc:
+            results.append(CheckResult("restore", FAIL, error_line(exc)))
+        else:
+            seconds = time.perf_counter() - started
+            results.append(CheckResult("restore", PASS, f"restored in {seconds:.2f}s"))
+            results += await verify_target(plugins, manifest, target, level)
+    return DrillResult(manifest, Report(level, tuple(results)), seconds, utc_now())
 
 
 async def record_drill(repository: Repository, result: DrillResult) -> str:
