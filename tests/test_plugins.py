@@ -110,6 +110,31 @@ def test_a_misspelled_hook_is_rejected_when_the_manager_is_built() -> None:
         make_plugin_manager(defaults=(), autoload=False, extra_plugins=[Misspelled()])
 
 
+@pytest.mark.parametrize("marker", [hookimpl(wrapper=True), hookimpl(hookwrapper=True)], ids=["wrapper", "hookwrapper"])
+def test_a_hook_wrapper_is_refused_when_the_manager_is_built(marker: Any) -> None:
+    """Each implementation is called on its own, so a wrapper would never run: it is an error."""
+
+    class Wrapping:
+        @marker
+        def backstream_register_compressors(self, register: Register[Any]) -> Any:
+            return (yield)
+
+    with pytest.raises(PluginError, match="'Wrapping' implements backstream_register_compressors as a hook wrapper"):
+        make_plugin_manager(defaults=(), autoload=False, extra_plugins=[Wrapping()])
+
+
+def test_a_hook_wrapper_registered_on_the_manager_later_is_refused_when_called() -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def backstream_register_compressors(self, register: Register[Any]) -> Any:
+            return (yield)
+
+    pm = make_plugin_manager(defaults=(), autoload=False)
+    pm.register(Wrapping(), name="late")
+    with pytest.raises(PluginError, match="'late' implements backstream_register_compressors as a hook wrapper"):
+        Plugins(pm).compressors()
+
+
 def test_a_plugin_that_raises_while_registering_is_reported_by_name() -> None:
     class Broken:
         @hookimpl

@@ -108,7 +108,22 @@ def make_plugin_manager(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+    for hook in pm.hook.__dict__.values():
+        if isinstance(hook, pluggy.HookCaller):
+            for impl in hook.get_hookimpls():
+                _refuse_wrapper(impl, hook.name)
     return pm
+
+
+def _refuse_wrapper(impl: Any, hook: str) -> None:
+    """backstream calls each implementation on its own (to name the plugin that failed and to keep
+    listeners apart), so a pluggy wrapper would silently never run: refuse it instead."""
+    if impl.hookwrapper or impl.wrapper:
+        name = impl.plugin_name if not impl.plugin_name.isdigit() else type(impl.plugin).__name__  # unnamed: its id
+        raise PluginError(
+            f"plugin {name!r} implements {hook} as a hook wrapper; backstream hooks take plain "
+            "implementations (drop wrapper=True / hookwrapper=True)"
+        )
 
 
 class Plugins:
@@ -212,5 +227,6 @@ class Plugins:
 
 def _call(impl: Any, **kwargs: Any) -> object:
     """Call one hook implementation with the arguments it asked for (pluggy's opt-in arguments)."""
+    _refuse_wrapper(impl, impl.function.__name__)  # a plugin registered on the manager afterwards
     function: Callable[..., object] = impl.function
     return function(**{name: kwargs[name] for name in impl.argnames})
