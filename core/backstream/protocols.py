@@ -161,12 +161,8 @@ class KeyProvider(Protocol):
     encryption context or AEAD associated data). ``unwrap`` raises KeyProviderError when the
     key does not open the stanza (wrong key, wrong context, no access).
 
-    Optional members, looked up with ``getattr`` (docs/keys.md): ``exclusive: bool`` (a stanza
-    of this scheme must be the only one of its object, as for passphrases);
-    ``configure(options: Mapping[str, str]) -> KeyProvider`` (a copy using per-run options,
-    unknown options ignored); ``async create_key(key_ref: str) -> str`` (create a key, return
-    the reference to encrypt with); ``prepare(key_ref: str) -> None`` (begin the next wrap's
-    slow work, e.g. a KDF, in the background; returns at once, never raises).
+    Optional capabilities, each a protocol below checked with ``isinstance`` (docs/keys.md):
+    ``ExclusiveKeys``, ``ConfigurableKeys``, ``PreparedKeys``, ``CreatesKeys``, ``ExportsPublicKeys``.
     """
 
     scheme: str
@@ -174,6 +170,46 @@ class KeyProvider(Protocol):
     async def wrap(self, data_key: bytes, *, key_ref: str, context: Mapping[str, str]) -> Stanza: ...
 
     async def unwrap(self, stanza: Stanza, *, context: Mapping[str, str]) -> bytes: ...
+
+
+@runtime_checkable
+class ExclusiveKeys(Protocol):
+    """Optional on a ``KeyProvider``: ``exclusive`` True means a stanza of this scheme must be the
+    only one of its object (passphrases: one more key would make the passphrase pointless)."""
+
+    exclusive: bool
+
+
+@runtime_checkable
+class ConfigurableKeys(Protocol):
+    """Optional on a ``KeyProvider``: a copy that uses per-run options (``-o key=value`` of the key
+    options; unknown options ignored). Jobs always work on such a copy, never the registered one."""
+
+    def configure(self, options: Mapping[str, str]) -> KeyProvider: ...
+
+
+@runtime_checkable
+class PreparedKeys(Protocol):
+    """Optional on a ``KeyProvider``: begin the next wrap's slow work for ``key_ref`` (a KDF) in the
+    background, so it overlaps the job's start; returns at once and never raises."""
+
+    def prepare(self, key_ref: str) -> None: ...
+
+
+@runtime_checkable
+class CreatesKeys(Protocol):
+    """Optional on a ``KeyProvider``: ``backstream keys create`` — make a key and return the
+    reference to encrypt with."""
+
+    async def create_key(self, key_ref: str) -> str: ...
+
+
+@runtime_checkable
+class ExportsPublicKeys(Protocol):
+    """Optional on a ``KeyProvider``: ``backstream keys export-public`` — write a keystore holding
+    only the public halves of ``key_ref``'s keys to ``out``; returns the reference to encrypt with."""
+
+    async def export_public(self, key_ref: str, out: str, *, force: bool = False) -> str: ...
 
 
 class Aead(Protocol):

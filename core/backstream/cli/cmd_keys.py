@@ -27,6 +27,7 @@ from backstream.crypto import configure_provider, key_providers, read_header, re
 from backstream.errors import ConfigError
 from backstream.jobs.rotate import rotate_repository
 from backstream.plugins import Plugins
+from backstream.protocols import CreatesKeys, ExportsPublicKeys
 
 NAME = "keys"
 HELP = "create keys, export public keys, rotate the keys of encrypted objects, show object headers"
@@ -119,12 +120,11 @@ async def _create(args: argparse.Namespace, plugins: Plugins) -> int:
     provider = providers.get(scheme)
     if provider is None:
         raise ConfigError(f"unknown key provider {scheme!r} (known: {', '.join(sorted(providers))})")
-    create = getattr(provider, "create_key", None)
-    if create is None:
+    if not isinstance(provider, CreatesKeys):
         raise ConfigError(
             f"the {scheme!r} provider cannot create keys; create them in the KMS and pass their reference"
         )
-    created: str = await create(key_ref)
+    created = await provider.create_key(key_ref)
     key_id = created.rpartition("#")[2] if "#" in created else None
     await audit_log(args).record("create", scheme=scheme, key_ref=created, key_id=key_id)
     print(created)
@@ -137,10 +137,9 @@ async def _export_public(args: argparse.Namespace, plugins: Plugins) -> int:
     encrypted backups but cannot read them, nor any other object of those keys."""
     scheme = scheme_of(args.key_ref)
     provider = key_providers(plugins.kms(), provider_options(args)).get(scheme)
-    export = getattr(provider, "export_public", None)
-    if export is None:
+    if not isinstance(provider, ExportsPublicKeys):
         raise ConfigError(f"the {scheme!r} provider has no public keys to export")
-    created: str = await export(args.key_ref, args.output, force=args.force)
+    created = await provider.export_public(args.key_ref, args.output, force=args.force)
     await audit_log(args).record("export-public", scheme=scheme, key_ref=created, key_id=created.rpartition("#")[2])
     print(created)
     return 0

@@ -25,7 +25,7 @@ from backstream.crypto.header import (
 )
 from backstream.crypto.stream import StreamDecryptor, StreamEncryptor, header_mac_key, payload_key
 from backstream.errors import ConfigError, IntegrityError, KeyProviderError, PluginError
-from backstream.protocols import Aead, CipherFactory, KeyProvider, Stanza
+from backstream.protocols import Aead, CipherFactory, ConfigurableKeys, ExclusiveKeys, KeyProvider, Stanza
 from backstream.registry import Registry
 
 
@@ -67,16 +67,14 @@ def scheme_of(key_ref: str) -> str:
 
 
 def configure_provider(provider: KeyProvider, options: Mapping[str, str]) -> KeyProvider:
-    """``provider.configure(options)`` when the provider has it (an optional member), else itself.
+    """``provider.configure(options)`` when it is ``ConfigurableKeys``, else the provider itself.
 
     Called even without options: the copy is the caller's own, so per-run state (a passphrase
     typed at a prompt, unsealed keystore keys, a prepared key) never passes from one job to the
     next through the registered instance. Jobs make their copies once (``KeyOptions.providers``)."""
-    configure = getattr(provider, "configure", None)
-    if configure is None:
+    if not isinstance(provider, ConfigurableKeys):
         return provider
-    configured: KeyProvider = configure(options)
-    return configured
+    return provider.configure(options)
 
 
 def key_providers(registry: Registry[KeyProvider], options: Mapping[str, str] | None = None) -> dict[str, KeyProvider]:
@@ -93,7 +91,7 @@ def key_providers(registry: Registry[KeyProvider], options: Mapping[str, str] | 
 
 def is_exclusive(provider: KeyProvider | None) -> bool:
     """True for providers whose stanza must be an object's only stanza (e.g. passphrases)."""
-    return bool(getattr(provider, "exclusive", False))
+    return isinstance(provider, ExclusiveKeys) and bool(provider.exclusive)
 
 
 async def new_encryptor(

@@ -12,7 +12,7 @@ from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encry
 from backstream.errors import ConfigError
 from backstream.pipeline import Transform
 from backstream.plugins import Plugins
-from backstream.protocols import KeyProvider
+from backstream.protocols import KeyProvider, PreparedKeys
 
 DEFAULT_CIPHER = "chacha20-poly1305"
 
@@ -63,9 +63,9 @@ def prepared_providers(
     ``encrypting_transform``; a provider without ``prepare`` simply does its work in ``wrap``."""
     providers = key_providers(plugins.kms(), (keys or KeyOptions()).provider_options)  # copies of the job's own
     for ref in key_refs:
-        prepare = getattr(providers.get(scheme_of(ref)), "prepare", None)
-        if prepare is not None:
-            prepare(ref)
+        provider = providers.get(scheme_of(ref))
+        if isinstance(provider, PreparedKeys):
+            provider.prepare(ref)
     return providers
 
 
