@@ -278,6 +278,18 @@ class ContentTap(Protocol):
     def content_tap(self, job: JobContext) -> Codec | None: ...
 
 
+@runtime_checkable
+class SizedSource(Protocol):
+    """Optional on a ``Source``: roughly how many bytes its dump will be, for the percent a
+    progress display shows (the SQLite file's size; PostgreSQL's ``pg_database_size``). It is
+    an estimate: the dump may come out smaller or larger, and a display says so. None, an
+    exception or a slow answer only means no percent; the backup goes on either way."""
+
+    async def estimated_size(self) -> int | None:
+        """The expected size of the dump in bytes, or None when there is no good guess."""
+        ...
+
+
 class SourceFactory(Protocol):
     """Sources for URL schemes (``register_sources``), e.g. ``sqlite``, ``postgresql``."""
 

@@ -23,11 +23,12 @@ from backstream.binlog.archive import archived_records
 from backstream.binlog.replay import ReplayError, fetch, plan_replay, replay
 from backstream.binlog.server import call, query
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
-from backstream.jobs.common import Progress, open_repository, source_factory
+from backstream.jobs.common import open_repository, source_factory
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import restore
 from backstream.mysqlurl import MySQLEndpoint, parse_mysql_url, quote_mysql_ident
 from backstream.plugins import Plugins
+from backstream.progress import Progress
 from backstream.protocols import JobContext
 from backstream.repository import Manifest, Repository, format_time, redact_url
 

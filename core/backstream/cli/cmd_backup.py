@@ -10,7 +10,6 @@ import os
 
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import (
-    ProgressLine,
     add_json_argument,
     add_repo_argument,
     key_values,
@@ -19,6 +18,7 @@ from backstream.cli.options import (
     run_async,
     storage_options,
 )
+from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
 from backstream.jobs import KeyOptions, backup
 from backstream.jobs.encryption import DEFAULT_CIPHER
 from backstream.plugins import Plugins
@@ -82,6 +82,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ),
     )
     add_json_argument(parser)
+    add_progress_arguments(parser)
     add_key_options(parser, kdf=True)
 
 
@@ -96,7 +97,7 @@ def source_options(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     url = repo_url(args)
-    progress = ProgressLine("backup", enabled=not args.json)
+    progress = progress_display("backup", args)
     plugins = Plugins.load()
 
     async def work() -> Manifest:
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     if args.json:
         print_json(summary(manifest))
-    else:
+    elif not quiet(args):
         print(manifest.backup_id)
     return 0
 

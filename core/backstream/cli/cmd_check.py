@@ -12,12 +12,14 @@ import sys
 
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
+from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
 from backstream.jobs import KeyOptions
 from backstream.pitr.continuity import archive_holes
 from backstream.pitr.targets import PHYSICAL_KIND
 from backstream.pitr.walnames import sidecar_path
 from backstream.plugins import Plugins
-from backstream.repository import Manifest, ObjectRecord
+from backstream.repository import Manifest, ObjectRecord, Repository
+from backstream.repository.archive_stats import archive_stats
 from backstream.repository.check import ArchivedFile, CheckReport, Problem, check_repository
 from backstream.verify.archives import ARCHIVES
 from backstream.verify.drill import read_object, read_stored
@@ -32,15 +34,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--read-data", action="store_true", help="also decrypt and decompress every object (needs the keys)"
     )
     add_json_argument(parser)
+    add_progress_arguments(parser)
     add_key_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
     keys = KeyOptions(provider_options=provider_options(args), audit=audit_log(args))
+    progress = progress_display("check", args)
 
     async def work() -> CheckReport:
         repository = await open_repository(args, plugins)
+        if progress.enabled:
+            progress.expect(await _stored_total(repository))
 
         async def read(manifest: Manifest, record: ObjectRecord) -> None:
             await read_object(plugins, repository, manifest, record, keys)
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             read_data=read if args.read_data else None,
             archives=ARCHIVES,
             read_archived=read_archived if args.read_data else None,
+            progress=progress,
         )
         physical = [m for m in await repository.manifests() if m.ok and m.source.kind == PHYSICAL_KIND]
         for segment, cut_off in sorted((await archive_holes(repository.storage, physical)).items()):
@@ -68,23 +75,36 @@ def run(args: argparse.Namespace) -> int:
             )
         return report
 
-    report = run_async(work)
+    try:
+        report = run_async(work)
+    finally:
+        progress.close()
     if args.json:
         print_json(report.to_dict())
     else:
-        print_report(report)
+        print_report(report, summary=not quiet(args))
     return 0 if report.ok else 1
 
 
-def print_report(report: CheckReport) -> None:
+async def _stored_total(repository: Repository) -> int:
+    """What the check will read: every good backup's objects and every archived file, stored."""
+    backups = sum(manifest.stored_size for manifest in await repository.manifests())
+    archives = sum(stats.stored_size for stats in await archive_stats(repository, ARCHIVES))
+    return backups + archives
+
+
+def print_report(report: CheckReport, *, summary: bool = True) -> None:
+    """Problems and orphans, one line each; with ``summary``, notes and the closing line too."""
     for problem in report.problems:
         print(f"PROBLEM {problem.kind}: {problem.path}: {problem.detail}")
     for orphan in report.orphans:
         print(f"ORPHAN  {orphan.path}: {orphan.reason}")
     for backup_id in report.in_progress:
         print(f"running {backup_id}: a backup in progress (not checked)")
-    for note in report.notes:
-        print(f"note    {note}")
     if report.orphans:
         print("remove orphans with: backstream cleanup --repo URL", file=sys.stderr)
+    if not summary:
+        return
+    for note in report.notes:
+        print(f"note    {note}")
     print(report.summary())

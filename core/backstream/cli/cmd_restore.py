@@ -10,7 +10,6 @@ import argparse
 from backstream.cli.cmd_verify import verify_restored
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import (
-    ProgressLine,
     add_json_argument,
     add_repo_argument,
     key_values,
@@ -19,6 +18,7 @@ from backstream.cli.options import (
     run_async,
     storage_options,
 )
+from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
 from backstream.errors import ConfigError
 from backstream.jobs import KeyOptions, restore
 from backstream.pitr.restore_cli import add_pitr_arguments
@@ -52,6 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="check the restored database against the backup: quick, standard or comprehensive",
     )
     add_json_argument(parser)
+    add_progress_arguments(parser)
     add_key_options(parser)
     add_pitr_arguments(parser)
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     options = key_values(args.option, "target option")
     if args.jobs is not None:
         options["jobs"] = str(args.jobs)
-    progress = ProgressLine("restore", enabled=not args.json)
+    progress = progress_display("restore", args)
     plugins = Plugins.load()
 
     async def work() -> Manifest:
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         document = {"backup_id": manifest.backup_id, "target": target, "plaintext_size": manifest.plaintext_size}
         print_json({**document, "verification": report.to_dict()} if report else document)
     else:
-        print(f"restored {manifest.backup_id} to {target}")
-        if report:
+        if not quiet(args):
+            print(f"restored {manifest.backup_id} to {target}")
+        if report and not (quiet(args) and report.ok):
             print(report.table())
     return 1 if report and not report.ok else 0

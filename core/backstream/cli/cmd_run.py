@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from backstream.cli.cmd_backup import summary
-from backstream.cli.options import REPO_ENV, ProgressLine, add_json_argument, print_json, run_async
+from backstream.cli.options import REPO_ENV, add_json_argument, print_json, run_async
+from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
 from backstream.errors import ConfigError
 from backstream.jobs import KeyOptions, backup, restore
 from backstream.jobs.encryption import DEFAULT_CIPHER
@@ -30,6 +31,7 @@ RESTORE_KEYS = COMMON_KEYS | {"backup", "target", "force", "source", "jobs", "ta
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_file", metavar="JOB.toml", help="the job definition")
     add_json_argument(parser)
+    add_progress_arguments(parser)
 
 
 def load_job(path: str) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     job = load_job(args.job_file)
     repository = job.get("repository") or os.environ[REPO_ENV]
     plugins = Plugins.load()
-    progress = ProgressLine(job["action"], enabled=not args.json)
+    progress = progress_display(job["action"], args)
     keys = KeyOptions(
         cipher=str(job.get("cipher", DEFAULT_CIPHER)), provider_options=_strings(job.get("key_options", {}))
     )
@@ -122,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
     if job["action"] == "backup":
         if args.json:
             print_json(summary(manifest))
-        else:
+        elif not quiet(args):
             print(manifest.backup_id)
     elif args.json:
         print_json({"backup_id": manifest.backup_id, "target": redact_url(job["target"])})
-    else:
+    elif not quiet(args):
         print(f"restored {manifest.backup_id} to {redact_url(job['target'])}")
     return 0

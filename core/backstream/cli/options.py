@@ -9,12 +9,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 import anyio
 
+from backstream.cli.progress_display import ProgressDisplay
 from backstream.errors import ConfigError
 from backstream.plugins import Plugins
 from backstream.repository import Repository
@@ -93,37 +93,10 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-class ProgressLine:
-    """Bytes done and the rate, redrawn on one stderr line at most 10 times a second.
-
-    Draws nothing unless the stream is a terminal; ``close()`` ends the line.
-    """
+class ProgressLine(ProgressDisplay):
+    """The progress display of commands that take no --progress options: drawn when ``enabled``
+    and the stream is a terminal. New commands use ``progress_display(label, args)``."""
 
     def __init__(self, label: str, *, enabled: bool = True, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stderr
-        self._enabled = enabled and self._stream.isatty()
-        self._label = label
-        self._done = 0
-        self._started = time.monotonic()
-        self._drawn = 0.0
-
-    def __call__(self, size: int) -> None:
-        self._done += size
-        if not self._enabled:
-            return
-        now = time.monotonic()
-        if now - self._drawn >= 0.1:
-            self._drawn = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self._started, 1e-6)
-        text = f"\r{self._label}: {human_bytes(self._done)}  {human_bytes(self._done / elapsed)}/s  {elapsed:.0f}s"
-        self._stream.write(text.ljust(60))
-        self._stream.flush()
-
-    def close(self) -> None:
-        if self._enabled and self._done:
-            self._draw(time.monotonic())
-            self._stream.write("\n")
-            self._stream.flush()
+        stream = stream or sys.stderr
+        super().__init__(label, enabled=enabled and stream.isatty(), stream=stream)

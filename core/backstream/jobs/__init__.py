@@ -4,15 +4,17 @@
 """
 
 from backstream.jobs.backup import LockTiming, backup
-from backstream.jobs.common import CompressionSpec, Progress, open_repository, source_factory
+from backstream.jobs.common import CompressionSpec, open_repository, source_factory
 from backstream.jobs.encryption import KeyOptions, encryption_available
 from backstream.jobs.restore import restore, verified
+from backstream.progress import Progress, SizedProgress
 
 __all__ = [
     "CompressionSpec",
     "KeyOptions",
     "LockTiming",
     "Progress",
+    "SizedProgress",
     "backup",
     "encryption_available",
     "open_repository",

@@ -19,7 +19,6 @@ from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.jobs.common import (
     DEFAULT_COMPRESSION,
     CompressionSpec,
-    Progress,
     compressor,
     counted,
     error_line,
@@ -30,7 +29,8 @@ from backstream.jobs.common import (
 from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepared_providers
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
-from backstream.protocols import ByteSource, JobContext
+from backstream.progress import Progress, SizedProgress, expect_total
+from backstream.protocols import ByteSource, JobContext, SizedSource
 from backstream.repository import (
     STATUS_FAILED,
     Manifest,
@@ -46,6 +46,9 @@ from backstream.repository.lock import this_host
 from backstream.verify.catalog import CatalogOptions, capture_catalog
 
 log = logging.getLogger(__name__)
+
+ESTIMATE_TIMEOUT = 10.0
+"""Seconds a source may take to estimate its dump size for the progress display; then it goes without."""
 
 DEFAULT_OBJECT_NAME = "dump"
 """Object name for sources without a ``filename`` attribute (the compressor adds its extension)."""
@@ -82,7 +85,8 @@ async def backup(
         stores the dump uncompressed.
     :param encrypt: key references (``passphrase``, ``local:PATH``, ``aws-kms:KEY``, ...); empty = no encryption.
     :param options: source options (``format``, ``jobs``, ...), passed to the source plugin.
-    :param progress: called with the byte count of every chunk read from the source.
+    :param progress: called with the byte count of every chunk read from the source; a
+        ``SizedProgress`` is also told the source's ``estimated_size()`` if it has one.
     :param keys: cipher suite, key-provider options (``passphrase_file``, ``keystore``, ...) and audit log.
     :param catalog: what to record for later verification (default: everything, no content
         checksum for tables above a million rows); ``CatalogOptions(level="off")`` records nothing.
@@ -144,6 +148,7 @@ async def backup(
             key_refs=key_refs if cipher else (),
         )
 
+    await _expect_dump_size(opened, progress)
     async with repository.lock(
         "backup",
         exclusive=False,
@@ -186,6 +191,21 @@ async def backup(
         )
     )
     return manifest
+
+
+async def _expect_dump_size(source: object, progress: Progress | None) -> None:
+    """Tell a progress display the source's estimated dump size; a failed estimate is only logged."""
+    if not isinstance(progress, SizedProgress) or not isinstance(source, SizedSource):
+        return
+    size: int | None = None
+    try:
+        with anyio.move_on_after(ESTIMATE_TIMEOUT):
+            size = await source.estimated_size()
+    except Exception as exc:  # a guess for the display: never a reason to fail the backup
+        log.info("no size estimate for the progress display: %s", error_line(exc))
+        return
+    if size:
+        expect_total(progress, size, estimate=True)
 
 
 def object_context(backup_id: str, database: str, started: datetime, codec: str, name: str) -> dict[str, str]:

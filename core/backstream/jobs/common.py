@@ -6,18 +6,16 @@ Every plugin is reached through the ``Plugins`` registries by name or URL scheme
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from backstream.errors import ConfigError, UnknownPluginError
 from backstream.plugins import Plugins
+from backstream.progress import Progress
 from backstream.protocols import BlockingChunks, ByteSource, CompressorFactory, SourceFactory, Storage
 from backstream.repository import Repository, redact_url, url_scheme
-
-Progress = Callable[[int], None]
-"""Called with the number of bytes that just went by (source bytes on backup, stored bytes on restore)."""
 
 DEFAULT_COMPRESSION = "zstd:3"
 

@@ -17,7 +17,6 @@ from backstream.errors import ConfigError, IntegrityError, primary_error
 from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.jobs.backup import object_context
 from backstream.jobs.common import (
-    Progress,
     compressor,
     counted,
     error_line,
@@ -27,6 +26,7 @@ from backstream.jobs.common import (
 from backstream.jobs.encryption import KeyOptions, open_decrypting
 from backstream.pipeline import LINK_CHUNKS, Pipeline, Transform
 from backstream.plugins import Plugins
+from backstream.progress import Progress, expect_total
 from backstream.protocols import ByteSource, ByteWriter, JobContext
 from backstream.repository import Manifest, ObjectRecord, Repository, redact_url, utc_now
 from backstream.streams import iterable_source
@@ -52,7 +52,8 @@ async def restore(
     :param force: allow replacing a non-empty target.
     :param source: with ``latest``, only consider backups of this source URL.
     :param options: target options passed to the source plugin (e.g. ``jobs``).
-    :param progress: called with the byte count of every stored chunk read.
+    :param progress: called with the byte count of every stored chunk read; a ``SizedProgress``
+        is first told the backup's stored size (the total of those counts).
     :param keys: key-provider options (``passphrase_file``, ``keystore``, ...) and audit log for decryption.
     :return: the manifest of the restored backup.
     """
@@ -85,6 +86,7 @@ async def restore(
             f"backup {manifest.backup_id} has {len(manifest.objects)} files but the {kind} plugin restores one stream"
         )
     reader = _Reader(plugins, repository, manifest, keys, progress)
+    expect_total(progress, manifest.stored_size)
 
     started = utc_now()
     job_id = f"restore-{manifest.backup_id}-{started.strftime('%Y%m%dT%H%M%SZ')}"

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from backstream.errors import BackstreamError
+from backstream.progress import Progress
 from backstream.protocols import EmptyFolders, MultipartUploads
 from backstream.repository.blobs import list_under, read_small
 from backstream.repository.ids import backup_id_time, format_time, is_backup_id, utc_now
@@ -142,13 +143,15 @@ async def check_repository(
     hash_objects: bool = True,
     archives: Sequence[Archive] = (),
     read_archived: ReadArchived | None = None,
+    progress: Progress | None = None,
 ) -> CheckReport:
     """Check every manifest and object, and every record and object of ``archives``; with
-    ``read_data``/``read_archived``, also read each object end to end."""
+    ``read_data``/``read_archived``, also read each object end to end. ``progress`` is called
+    with each object's stored size once it is checked (the caller may tell it the total)."""
     storage = repository.storage
     report = CheckReport(read_data=read_data is not None)
     for archive in archives:
-        await _check_archive(repository, archive, report, read_archived, hash_objects)
+        await _check_archive(repository, archive, report, read_archived, hash_objects, progress)
     live_ids: set[str] = set()
     for path, lock in await read_locks(storage):
         if lock is None:
@@ -162,7 +165,7 @@ async def check_repository(
     for path in await list_under(storage, BACKUPS_PREFIX):
         groups.setdefault(path[len(BACKUPS_PREFIX) :].split("/", 1)[0], []).append(path)
     for backup_id, paths in sorted(groups.items()):
-        await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects)
+        await _check_group(repository, backup_id, paths, live_ids, report, read_data, hash_objects, progress)
     if isinstance(storage, EmptyFolders):
         for path, since in await storage.empty_folders(BACKUPS_PREFIX):
             backup_id = path[len(BACKUPS_PREFIX) :].split("/", 1)[0]
@@ -195,6 +198,7 @@ async def _check_group(
     report: CheckReport,
     read_data: ReadData | None,
     hash_objects: bool,
+    progress: Progress | None,
 ) -> None:
     storage = repository.storage
     since = backup_id_time(backup_id) if is_backup_id(backup_id) else None
@@ -246,6 +250,8 @@ async def _check_group(
                 await read_data(manifest, record)
             except BackstreamError as exc:
                 report.problems.append(Problem("data", record.path, str(exc)))
+        if progress is not None:
+            progress(record.stored_size)
 
 
 async def _check_archive(
@@ -254,6 +260,7 @@ async def _check_archive(
     report: CheckReport,
     read_archived: ReadArchived | None,
     hash_objects: bool,
+    progress: Progress | None,
 ) -> None:
     storage = repository.storage
     paths = await storage.list(archive.prefix)
@@ -283,6 +290,8 @@ async def _check_archive(
                     report.bytes_checked += record.stored_size
                 except BackstreamError as exc:
                     found.append(Problem("data", record.path, str(exc)))
+            if progress is not None:
+                progress(record.stored_size)
 
     records = sorted(p for p in paths if p.endswith(RECORD_SUFFIX))
     report.archived += len(records)

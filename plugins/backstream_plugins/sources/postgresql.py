@@ -374,6 +374,8 @@ async def _tool_version(path: str) -> AsyncIterator[Callable[[], Awaitable[str]]
 # --- the source ------------------------------------------------------------------------------
 
 
+_SIZE_QUERY = "SELECT pg_database_size(current_database())"
+
 _SERVER_QUERY = """
 SELECT current_database(), current_setting('server_version'), current_setting('server_version_num')::int,
        pg_is_in_recovery(),
@@ -521,6 +523,18 @@ class PostgresSource:
         if settings.no_privileges:
             flags.append("--no-privileges")
         return flags
+
+    async def estimated_size(self) -> int | None:
+        """``pg_database_size`` of the database (``SizedSource``): a rough guess at the dump's
+        size, which leaves out indexes and free space but spells values out as text."""
+        conn = await self._conn.connect(_settings(self._options), self._conn.dbname)
+        try:
+            (row,) = await conn.execute(_SIZE_QUERY)
+        except import_psycopg().Error as exc:
+            raise SourceError(f"cannot query {self._conn.describe()}: {_one_line(exc)}") from exc
+        finally:
+            await conn.close()
+        return None if row[0] is None else int(row[0])
 
     async def _server_state(self, settings: _Settings, dbname: str | None) -> tuple[Any, ...]:
         conn = await self._conn.connect(settings, dbname)

@@ -296,6 +296,14 @@ class SqliteSource:
     def _option(self, job: JobContext, key: str) -> str | None:
         return job.options.get(key, self._options.get(key))
 
+    async def estimated_size(self) -> int | None:
+        """The database file's size (``SizedSource``): the snapshot streamed is a copy of it,
+        give or take what writers change meanwhile and pages still in the ``-wal`` file."""
+        try:
+            return (await anyio.to_thread.run_sync(os.stat, self.path)).st_size
+        except OSError:  # the dump says what is wrong with the file; a guess has nothing to add
+            return None
+
     @asynccontextmanager
     async def dump(self, job: JobContext) -> AsyncIterator[AsyncIterator[bytes]]:
         """Copy the database consistently to a scratch file, then stream that file."""
