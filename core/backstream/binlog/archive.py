@@ -29,6 +29,7 @@ from backstream.binlog.layout import (
     server_prefix,
 )
 from backstream.binlog.server import BINLOG_TOOLS, call, find_tool, query, tail_lines
+from backstream.defaults import DEFAULT_COMPRESSION
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
 from backstream.jobs.common import CompressionSpec, compressor, open_repository
 from backstream.jobs.encryption import KeyOptions, encrypting_transform
@@ -106,7 +107,7 @@ async def archive_binlogs(
     source: str,
     *,
     repo: str | Repository,
-    compress: str | None = "zstd:3",
+    compress: str | None = DEFAULT_COMPRESSION,
     encrypt: Sequence[str] = (),
     binlog_dir: str | None = None,
     plugins: Plugins | None = None,

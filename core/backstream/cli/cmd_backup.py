@@ -19,8 +19,8 @@ from backstream.cli.options import (
     storage_options,
 )
 from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
+from backstream.defaults import DEFAULT_CIPHER, DEFAULT_COMPRESSION
 from backstream.jobs import KeyOptions, backup
-from backstream.jobs.encryption import DEFAULT_CIPHER
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, format_time
 from backstream.verify.catalog import DEFAULT_MAX_ROWS, CatalogOptions
@@ -37,8 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compress",
         metavar="CODEC[:LEVEL]",
-        default="zstd:3",
-        help="compressor and level, e.g. zstd:3, gzip:6, lz4, none (default: zstd:3)",
+        default=DEFAULT_COMPRESSION,
+        help=f"compressor and level, e.g. zstd:3, gzip:6, lz4, none (default: {DEFAULT_COMPRESSION})",
     )
     parser.add_argument(
         "--encrypt",

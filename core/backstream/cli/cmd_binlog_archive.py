@@ -19,8 +19,8 @@ from backstream.cli.options import (
     run_async,
     storage_options,
 )
+from backstream.defaults import DEFAULT_CIPHER, DEFAULT_COMPRESSION
 from backstream.jobs import KeyOptions
-from backstream.jobs.encryption import DEFAULT_CIPHER
 from backstream.plugins import Plugins
 
 NAME = "binlog-archive"
@@ -30,7 +30,12 @@ HELP = "archive closed MySQL/MariaDB binlogs into the repository (for point-in-t
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="mysql://user[:password]@host[:port][/db] of the server")
     add_repo_argument(parser)
-    parser.add_argument("--compress", metavar="CODEC[:LEVEL]", default="zstd:3", help="compressor (default zstd:3)")
+    parser.add_argument(
+        "--compress",
+        metavar="CODEC[:LEVEL]",
+        default=DEFAULT_COMPRESSION,
+        help=f"compressor (default {DEFAULT_COMPRESSION})",
+    )
     parser.add_argument(
         "--encrypt", metavar="KEYREF", nargs="+", action="extend", default=[], help="encrypt to these keys"
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backstream.cli.options import human_bytes, run_async
+from backstream.defaults import DEFAULT_COMPRESSION
 from backstream.errors import BackstreamError, VerificationError
 from backstream.jobs import backup, encryption_available, restore
 from backstream.plugins import Plugins
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             repository = await Repository.init(storage)
             created = True
         manifest = await backup(
-            f"sqlite://{database}", repo=repository, compress="zstd:3", encrypt=encrypt, plugins=plugins
+            f"sqlite://{database}", repo=repository, compress=DEFAULT_COMPRESSION, encrypt=encrypt, plugins=plugins
         )
         backups = len(await repository.manifests())
         restored = base / "restored" / f"{manifest.backup_id}.db"
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         f"{rows} rows, {human_bytes(database.stat().st_size)}",
         f"  repository  repository/ ({'created' if outcome.created_repository else 'existing'})",
         f"  backup      {manifest.backup_id}: {human_bytes(manifest.plaintext_size)} -> "
-        f"{human_bytes(manifest.stored_size)} stored (zstd:3, {cipher or 'not encrypted'})",
+        f"{human_bytes(manifest.stored_size)} stored ({DEFAULT_COMPRESSION}, {cipher or 'not encrypted'})",
     ]
     if key_line:
         lines.append(f"  key         {key_line}")

@@ -22,12 +22,12 @@ from backstream.cli.crypto_args import (
     provider_options,
 )
 from backstream.crypto import key_providers, new_encryptor
+from backstream.defaults import DEFAULT_CIPHER
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 
 NAME = "encrypt"
 HELP = "encrypt a file or stdin into an encrypted backstream object"
-DEFAULT_CIPHER = "chacha20-poly1305"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

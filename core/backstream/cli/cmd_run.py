@@ -14,9 +14,9 @@ from typing import Any
 from backstream.cli.cmd_backup import summary
 from backstream.cli.options import REPO_ENV, add_json_argument, print_json, run_async
 from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
+from backstream.defaults import DEFAULT_CIPHER, DEFAULT_COMPRESSION
 from backstream.errors import ConfigError
 from backstream.jobs import KeyOptions, backup, restore
-from backstream.jobs.encryption import DEFAULT_CIPHER
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, redact_url
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             return await backup(
                 job["source"],
                 repo=repository,
-                compress=job.get("compress", "zstd:3"),
+                compress=job.get("compress", DEFAULT_COMPRESSION),
                 encrypt=job.get("encrypt", []),
                 options=options,
                 plugins=plugins,

@@ -14,10 +14,10 @@ from typing import Any
 
 import anyio
 
+from backstream.defaults import DEFAULT_COMPRESSION
 from backstream.errors import ConfigError, primary_error
 from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.jobs.common import (
-    DEFAULT_COMPRESSION,
     CompressionSpec,
     compressor,
     counted,

@@ -17,8 +17,6 @@ from backstream.progress import Progress
 from backstream.protocols import BlockingChunks, ByteSource, CompressorFactory, SourceFactory, Storage
 from backstream.repository import Repository, redact_url, url_scheme
 
-DEFAULT_COMPRESSION = "zstd:3"
-
 
 @dataclass(frozen=True)
 class CompressionSpec:

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encrypted, scheme_of
+from backstream.defaults import DEFAULT_CIPHER
 from backstream.errors import ConfigError
 from backstream.pipeline import Transform
 from backstream.plugins import Plugins
 from backstream.protocols import KeyProvider, PreparedKeys
-
-DEFAULT_CIPHER = "chacha20-poly1305"
 
 
 @dataclass(frozen=True)

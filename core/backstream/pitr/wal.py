@@ -332,8 +332,9 @@ def _fetch_direct(config: WalConfig, name: str, target: str) -> None:
 async def _push_general(config: WalConfig, source: str, name: str) -> bool:
     import anyio.to_thread
 
+    from backstream.defaults import DEFAULT_CIPHER
     from backstream.jobs.common import CompressionSpec, open_repository
-    from backstream.jobs.encryption import DEFAULT_CIPHER, KeyOptions, encrypting_transform, prepared_providers
+    from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepared_providers
     from backstream.pipeline import Pipeline, Transform
     from backstream.plugins import Plugins
     from backstream.streams import iterable_source

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backstream.defaults import DEFAULT_COMPRESSION
 from backstream.errors import ConfigError
 
 CONFIG_ENV = "BACKSTREAM_CONFIG"
@@ -19,7 +20,7 @@ ENCRYPT_ENV = "BACKSTREAM_WAL_ENCRYPT"
 CIPHER_ENV = "BACKSTREAM_CIPHER"
 PASSPHRASE_FILE_ENV = "BACKSTREAM_PASSPHRASE_FILE"
 KEYSTORE_ENV = "BACKSTREAM_KEYSTORE"
-DEFAULT_WAL_COMPRESSION = "zstd:3"
+DEFAULT_WAL_COMPRESSION = DEFAULT_COMPRESSION
 _KEYS = {"repo", "compress", "encrypt", "cipher", "passphrase_file", "keystore", "storage_options", "prefetch"}
 
 
