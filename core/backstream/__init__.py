@@ -8,87 +8,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `import backstream` stays cheap
-    from backstream.chunks import CHUNK_SIZE, rechunk, split
-    from backstream.codecs import MemberDecoder
-    from backstream.crypto import (
-        AuditLog,
-        CryptographyAead,
-        Decryption,
-        Encryptor,
-        Header,
-        Rewrapped,
-        check_kdf_params,
-        derive_passphrase_key,
-        encode_context,
-        key_providers,
-        new_encryptor,
-        new_kdf_params,
-        open_encrypted,
-        read_header,
-        read_passphrase,
-        rewrap_encrypted,
-    )
-    from backstream.errors import (
-        BackstreamError,
-        ConfigError,
-        IntegrityError,
-        KeyProviderError,
-        MissingDependencyError,
-        PluginError,
-        RepositoryError,
-        SourceError,
-        StorageError,
-        UnknownPluginError,
-        VerificationError,
-        missing_dependency,
-        os_reason,
-        primary_error,
-    )
-    from backstream.events import JobFailed, JobFinished, JobStarted
-    from backstream.hookspecs import hookimpl
-    from backstream.mysqlurl import MySQLEndpoint, import_pymysql, mysql_error_text, parse_mysql_url, quote_mysql_ident
-    from backstream.optionfile import mysql_password_args
-    from backstream.options import check_options, int_option
-    from backstream.pgsession import PgSession, import_psycopg
-    from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
-    from backstream.pipes import PipeChunks, make_pipe
-    from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
-    from backstream.plugins import Plugins, make_plugin_manager
-    from backstream.protocols import (
-        Aead,
-        BlockingChunks,
-        ByteSink,
-        ByteSource,
-        ByteWriter,
-        Check,
-        CheckResult,
-        CipherFactory,
-        Codec,
-        CompressorFactory,
-        ConfigurableKeys,
-        CreatesKeys,
-        EmptyFolders,
-        ExclusiveKeys,
-        ExportsPublicKeys,
-        JobContext,
-        KeyProvider,
-        MultipartUploads,
-        Notifier,
-        PreparedKeys,
-        ProcessLocal,
-        SizedSource,
-        Source,
-        SourceFactory,
-        Stanza,
-        Storage,
-        StorageFactory,
-    )
-    from backstream.registry import Entry, Register, Registry
-    from backstream.streams import MemoryWriter, file_sink, file_source, iterable_source, memory_sink
-    from backstream.tools import kill_tool, open_tool
-    from backstream.version import __version__
-
 _LAZY: dict[str, str] = {
     "MemberDecoder": "backstream.codecs",
     "CHUNK_SIZE": "backstream.chunks",
@@ -171,6 +90,10 @@ _LAZY: dict[str, str] = {
     "KeyProvider": "backstream.protocols",
     "Notifier": "backstream.protocols",
     "ProcessLocal": "backstream.protocols",
+    "ContentTap": "backstream.protocols",
+    "NamedDump": "backstream.protocols",
+    "DumpsFiles": "backstream.protocols",
+    "RestoresFiles": "backstream.protocols",
     "SizedSource": "backstream.protocols",
     "Source": "backstream.protocols",
     "SourceFactory": "backstream.protocols",
@@ -187,8 +110,113 @@ _LAZY: dict[str, str] = {
     "memory_sink": "backstream.streams",
     "__version__": "backstream.version",
 }
-"""Public name -> the module that defines it. ``wal-push`` runs once per WAL segment, so start-up
-time matters: a submodule import must not drag in crypto, the pipeline and the plugin manager."""
+"""The one table of the public namespace: public name -> the module that defines it. ``__all__``
+is its keys and the TYPE_CHECKING block below is generated from it. Names are imported on first
+use (PEP 562): ``wal-push`` runs once per WAL segment, so ``import backstream`` must not drag in
+crypto, the pipeline and the plugin manager."""
+
+if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not edit by hand
+    from backstream.chunks import CHUNK_SIZE as CHUNK_SIZE
+    from backstream.chunks import rechunk as rechunk
+    from backstream.chunks import split as split
+    from backstream.codecs import MemberDecoder as MemberDecoder
+    from backstream.crypto import AuditLog as AuditLog
+    from backstream.crypto import CryptographyAead as CryptographyAead
+    from backstream.crypto import Decryption as Decryption
+    from backstream.crypto import Encryptor as Encryptor
+    from backstream.crypto import Header as Header
+    from backstream.crypto import Rewrapped as Rewrapped
+    from backstream.crypto import check_kdf_params as check_kdf_params
+    from backstream.crypto import derive_passphrase_key as derive_passphrase_key
+    from backstream.crypto import encode_context as encode_context
+    from backstream.crypto import key_providers as key_providers
+    from backstream.crypto import new_encryptor as new_encryptor
+    from backstream.crypto import new_kdf_params as new_kdf_params
+    from backstream.crypto import open_encrypted as open_encrypted
+    from backstream.crypto import read_header as read_header
+    from backstream.crypto import read_passphrase as read_passphrase
+    from backstream.crypto import rewrap_encrypted as rewrap_encrypted
+    from backstream.errors import BackstreamError as BackstreamError
+    from backstream.errors import ConfigError as ConfigError
+    from backstream.errors import IntegrityError as IntegrityError
+    from backstream.errors import KeyProviderError as KeyProviderError
+    from backstream.errors import MissingDependencyError as MissingDependencyError
+    from backstream.errors import PluginError as PluginError
+    from backstream.errors import RepositoryError as RepositoryError
+    from backstream.errors import SourceError as SourceError
+    from backstream.errors import StorageError as StorageError
+    from backstream.errors import UnknownPluginError as UnknownPluginError
+    from backstream.errors import VerificationError as VerificationError
+    from backstream.errors import missing_dependency as missing_dependency
+    from backstream.errors import os_reason as os_reason
+    from backstream.errors import primary_error as primary_error
+    from backstream.events import JobFailed as JobFailed
+    from backstream.events import JobFinished as JobFinished
+    from backstream.events import JobStarted as JobStarted
+    from backstream.hookspecs import hookimpl as hookimpl
+    from backstream.mysqlurl import MySQLEndpoint as MySQLEndpoint
+    from backstream.mysqlurl import import_pymysql as import_pymysql
+    from backstream.mysqlurl import mysql_error_text as mysql_error_text
+    from backstream.mysqlurl import parse_mysql_url as parse_mysql_url
+    from backstream.mysqlurl import quote_mysql_ident as quote_mysql_ident
+    from backstream.optionfile import mysql_password_args as mysql_password_args
+    from backstream.options import check_options as check_options
+    from backstream.options import int_option as int_option
+    from backstream.pgsession import PgSession as PgSession
+    from backstream.pgsession import import_psycopg as import_psycopg
+    from backstream.pipeline import Pipeline as Pipeline
+    from backstream.pipeline import PipelineResult as PipelineResult
+    from backstream.pipeline import StageMetrics as StageMetrics
+    from backstream.pipeline import Transform as Transform
+    from backstream.pipes import PipeChunks as PipeChunks
+    from backstream.pipes import make_pipe as make_pipe
+    from backstream.pitr.tablespace_map import format_tablespace_map as format_tablespace_map
+    from backstream.pitr.tablespace_map import parse_tablespace_map as parse_tablespace_map
+    from backstream.plugins import Plugins as Plugins
+    from backstream.plugins import make_plugin_manager as make_plugin_manager
+    from backstream.protocols import Aead as Aead
+    from backstream.protocols import BlockingChunks as BlockingChunks
+    from backstream.protocols import ByteSink as ByteSink
+    from backstream.protocols import ByteSource as ByteSource
+    from backstream.protocols import ByteWriter as ByteWriter
+    from backstream.protocols import Check as Check
+    from backstream.protocols import CheckResult as CheckResult
+    from backstream.protocols import CipherFactory as CipherFactory
+    from backstream.protocols import Codec as Codec
+    from backstream.protocols import CompressorFactory as CompressorFactory
+    from backstream.protocols import ConfigurableKeys as ConfigurableKeys
+    from backstream.protocols import ContentTap as ContentTap
+    from backstream.protocols import CreatesKeys as CreatesKeys
+    from backstream.protocols import DumpsFiles as DumpsFiles
+    from backstream.protocols import EmptyFolders as EmptyFolders
+    from backstream.protocols import ExclusiveKeys as ExclusiveKeys
+    from backstream.protocols import ExportsPublicKeys as ExportsPublicKeys
+    from backstream.protocols import JobContext as JobContext
+    from backstream.protocols import KeyProvider as KeyProvider
+    from backstream.protocols import MultipartUploads as MultipartUploads
+    from backstream.protocols import NamedDump as NamedDump
+    from backstream.protocols import Notifier as Notifier
+    from backstream.protocols import PreparedKeys as PreparedKeys
+    from backstream.protocols import ProcessLocal as ProcessLocal
+    from backstream.protocols import RestoresFiles as RestoresFiles
+    from backstream.protocols import SizedSource as SizedSource
+    from backstream.protocols import Source as Source
+    from backstream.protocols import SourceFactory as SourceFactory
+    from backstream.protocols import Stanza as Stanza
+    from backstream.protocols import Storage as Storage
+    from backstream.protocols import StorageFactory as StorageFactory
+    from backstream.registry import Entry as Entry
+    from backstream.registry import Register as Register
+    from backstream.registry import Registry as Registry
+    from backstream.streams import MemoryWriter as MemoryWriter
+    from backstream.streams import file_sink as file_sink
+    from backstream.streams import file_source as file_source
+    from backstream.streams import iterable_source as iterable_source
+    from backstream.streams import memory_sink as memory_sink
+    from backstream.tools import kill_tool as kill_tool
+    from backstream.tools import open_tool as open_tool
+    from backstream.version import __version__ as __version__
+# end of the generated block
 
 
 def __getattr__(name: str) -> Any:
@@ -201,104 +229,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(_LAZY)
 
 
-__all__ = [
-    "ConfigurableKeys",
-    "CreatesKeys",
-    "ExclusiveKeys",
-    "ExportsPublicKeys",
-    "PreparedKeys",
-    "MemberDecoder",
-    "Aead",
-    "AuditLog",
-    "CryptographyAead",
-    "Decryption",
-    "Encryptor",
-    "Header",
-    "Rewrapped",
-    "check_kdf_params",
-    "derive_passphrase_key",
-    "encode_context",
-    "key_providers",
-    "new_encryptor",
-    "new_kdf_params",
-    "open_encrypted",
-    "read_header",
-    "read_passphrase",
-    "rewrap_encrypted",
-    "CHUNK_SIZE",
-    "BackstreamError",
-    "BlockingChunks",
-    "ByteSink",
-    "ByteSource",
-    "ByteWriter",
-    "Check",
-    "CheckResult",
-    "CipherFactory",
-    "Codec",
-    "CompressorFactory",
-    "ConfigError",
-    "Entry",
-    "IntegrityError",
-    "JobContext",
-    "EmptyFolders",
-    "MultipartUploads",
-    "JobFailed",
-    "JobFinished",
-    "JobStarted",
-    "KeyProvider",
-    "KeyProviderError",
-    "MemoryWriter",
-    "MissingDependencyError",
-    "Notifier",
-    "ProcessLocal",
-    "SizedSource",
-    "PipeChunks",
-    "Pipeline",
-    "PipelineResult",
-    "PluginError",
-    "Plugins",
-    "Register",
-    "Registry",
-    "RepositoryError",
-    "Source",
-    "SourceError",
-    "SourceFactory",
-    "StageMetrics",
-    "Stanza",
-    "Storage",
-    "StorageError",
-    "StorageFactory",
-    "Transform",
-    "UnknownPluginError",
-    "VerificationError",
-    "__version__",
-    "file_sink",
-    "file_source",
-    "check_options",
-    "hookimpl",
-    "int_option",
-    "iterable_source",
-    "make_pipe",
-    "PgSession",
-    "import_psycopg",
-    "parse_tablespace_map",
-    "format_tablespace_map",
-    "kill_tool",
-    "open_tool",
-    "make_plugin_manager",
-    "memory_sink",
-    "missing_dependency",
-    "os_reason",
-    "MySQLEndpoint",
-    "import_pymysql",
-    "mysql_error_text",
-    "mysql_password_args",
-    "parse_mysql_url",
-    "quote_mysql_ident",
-    "primary_error",
-    "rechunk",
-    "split",
-]
+__all__ = sorted(_LAZY)

@@ -5,7 +5,7 @@ These are structural (``typing.Protocol``): a plugin needs no base class, only t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -271,11 +271,39 @@ class Source(Protocol):
     async def restore(self, data: AsyncIterator[bytes], job: JobContext) -> None: ...
 
 
+@runtime_checkable
 class ContentTap(Protocol):
     """Optional on a ``Source``: a pass-through codec placed first in the backup pipeline that
     watches the dump's plaintext and fills ``job.content`` when it finishes (None: nothing to do)."""
 
     def content_tap(self, job: JobContext) -> Codec | None: ...
+
+
+@runtime_checkable
+class NamedDump(Protocol):
+    """Optional on a ``Source``: the stored object's name (before the compressor's extension)
+    for a one-stream dump, e.g. ``database.sqlite``; without it the object is called ``dump``."""
+
+    filename: str
+
+
+@runtime_checkable
+class DumpsFiles(Protocol):
+    """Optional on a ``Source``: a dump made of several files (a pg_dump directory, a cluster
+    with tablespaces). The context yields ``(name, chunks)`` pairs, stored as one object each
+    (several at once with ``--jobs``); it exits cleanly only if the whole dump succeeded.
+    Backups use it instead of ``dump`` when a source has it."""
+
+    def dump_files(self, job: JobContext) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, ByteSource]]]: ...
+
+
+@runtime_checkable
+class RestoresFiles(Protocol):
+    """Optional on a ``Source``: the restore of a several-file backup, given ``(name, chunks)``
+    pairs in the manifest's order; like ``restore``, it leaves the target as it was when any
+    chunk stream raises. A backup of more than one object needs a target that has it."""
+
+    async def restore_files(self, files: AsyncIterable[tuple[str, ByteSource]], job: JobContext) -> None: ...
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepare
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.progress import Progress, SizedProgress, expect_total
-from backstream.protocols import ByteSource, JobContext, SizedSource
+from backstream.protocols import ByteSource, ContentTap, DumpsFiles, JobContext, NamedDump, SizedSource
 from backstream.repository import (
     STATUS_FAILED,
     Manifest,
@@ -115,7 +115,6 @@ async def backup(
     backup_id = new_backup_id(started)
     catalog = catalog or CatalogOptions()
     job = JobContext(job_id=backup_id, options=source_options, catalog_level=catalog.level)
-    content_tap = getattr(opened, "content_tap", None)
     safe_source = redact_url(source)
     details: dict[str, Any] = {"source": safe_source, "repository": repository.url, "backup_id": backup_id}
     key_lock = anyio.Lock()  # one key wrap at a time: passphrase KDFs are heavy (and not thread-safe together)
@@ -124,7 +123,7 @@ async def backup(
         """One pipeline: ``data`` -> compress -> (encrypt) -> ``backups/<id>/data/<name><ext>``."""
         path = Repository.object_path(backup_id, name + compression.extension)
         transforms = [Transform(f"compress:{spec.name}", compression.compressor(spec.options))]
-        tap = content_tap(job) if content_tap is not None else None
+        tap = opened.content_tap(job) if isinstance(opened, ContentTap) else None
         if tap is not None:  # reads per-table rows and checksums off the dump as it passes
             transforms.insert(0, Transform("catalog", tap))
         cipher: str | None = None
@@ -159,11 +158,11 @@ async def backup(
         plugins.job_started(JobStarted(job_id=backup_id, kind="backup", started_at=started, details=details))
         committing = False
         try:
-            dump_files = getattr(opened, "dump_files", None)
-            if dump_files is not None:
-                records = await _store_files(dump_files(job), store, parallel)
+            if isinstance(opened, DumpsFiles):
+                records = await _store_files(opened.dump_files(job), store, parallel)
             else:
-                records = [await store(str(getattr(opened, "filename", DEFAULT_OBJECT_NAME)), opened.dump(job))]
+                name = opened.filename if isinstance(opened, NamedDump) else DEFAULT_OBJECT_NAME
+                records = [await store(name, opened.dump(job))]
             recorded = await capture_catalog(plugins, kind, source, catalog, content=job.content)
             manifest = Manifest(
                 backup_id=backup_id,

@@ -27,7 +27,7 @@ from backstream.jobs.encryption import KeyOptions, open_decrypting
 from backstream.pipeline import LINK_CHUNKS, Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.progress import Progress, expect_total
-from backstream.protocols import ByteSource, ByteWriter, JobContext
+from backstream.protocols import ByteSource, ByteWriter, JobContext, RestoresFiles
 from backstream.repository import Manifest, ObjectRecord, Repository, redact_url, utc_now
 from backstream.streams import iterable_source
 
@@ -80,8 +80,7 @@ async def restore(
     for record in manifest.objects:
         compressor(plugins, record.codec)  # every codec must be installed before anything starts
     target = factory.open(to, target_options)
-    restore_files = getattr(target, "restore_files", None)
-    if restore_files is None and len(manifest.objects) != 1:
+    if not isinstance(target, RestoresFiles) and len(manifest.objects) != 1:
         raise ConfigError(
             f"backup {manifest.backup_id} has {len(manifest.objects)} files but the {kind} plugin restores one stream"
         )
@@ -94,13 +93,13 @@ async def restore(
     details: dict[str, Any] = {"backup_id": manifest.backup_id, "target": redact_url(to), "repository": repository.url}
     plugins.job_started(JobStarted(job_id=job_id, kind="restore", started_at=started, details=details))
     try:
-        if restore_files is not None:
+        if isinstance(target, RestoresFiles):
 
             async def files() -> AsyncIterator[tuple[str, ByteSource]]:
                 for record in manifest.objects:
                     yield record.name, reader.plaintext(record)
 
-            await restore_files(files(), job)
+            await target.restore_files(files(), job)
         else:
             async with reader.plaintext(manifest.objects[0]) as chunks:
                 await target.restore(chunks, job)
