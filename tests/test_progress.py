@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import pty
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -179,6 +182,32 @@ def test_backup_restore_and_check_draw_their_lines_with_progress(
     assert main(["check", "--repo", repo, "--read-data", "--progress"]) == 0
     err = capsys.readouterr().err
     assert "check: 100%" in err and "ETA" in err, err
+
+
+def test_on_a_terminal_that_reports_no_size_the_line_is_still_drawn(repo_and_db: tuple[str, Path]) -> None:
+    """A fresh pty (script(1), some CI runners, ssh without a size) says 0x0: tqdm hid the bar."""
+    repo, database = repo_and_db
+    master, slave = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "backstream.cli.main", "backup", f"sqlite://{database}", "--repo", repo],
+            stderr=slave, stdout=subprocess.DEVNULL, timeout=120, check=True,
+        )  # fmt: skip
+        os.close(slave)
+        drawn = b""
+        while chunk := _read(master):
+            drawn += chunk
+    finally:
+        os.close(master)
+    assert process.returncode == 0
+    assert b"backup: 100%" in drawn, drawn
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end is closed
+        return b""
 
 
 def test_quiet_prints_nothing_on_success_and_no_progress_draws_nothing(

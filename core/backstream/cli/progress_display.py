@@ -9,6 +9,7 @@ imported only when a line is drawn, so a command run by a script or by PostgreSQ
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import threading
 import time
@@ -112,12 +113,14 @@ class ProgressDisplay:
             self._enabled = False
             self._stream.write(f"backstream: no progress line: {missing_dependency('tqdm', 'progress')}\n")
             return None
+        size = shutil.get_terminal_size()  # 80x24 where the terminal reports 0x0 (a fresh pty, script(1))
         self._bar = bar_class(
             desc=self._label,
             file=self._stream,
             mininterval=0,
             miniters=1,
-            dynamic_ncols=True,
+            ncols=size.columns,
+            nrows=size.lines,  # tqdm hides a bar below a terminal's last line: 0 lines would hide it
             leave=True,
             bar_format=UNKNOWN,
         )
