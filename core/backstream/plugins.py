@@ -19,6 +19,8 @@ from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.protocols import (
     Check,
     CipherFactory,
+    Command,
+    CommandOptions,
     CompressorFactory,
     KeyProvider,
     Notifier,
@@ -57,6 +59,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backstream_plugins.checks.sqlite_checks",
     "backstream_plugins.checks.postgresql_checks",
     "backstream_plugins.checks.mysql_checks",
+    "backstream_plugins.postgresql",
+    "backstream_plugins.mysql",
 )
 """The built-in plugins, by dotted module name; the core imports nothing else of them."""
 
@@ -68,6 +72,7 @@ FAMILIES: dict[str, str] = {
     "storage": "backstream_register_storage",
     "check": "backstream_register_checks",
     "notifier": "backstream_register_notifiers",
+    "command": "backstream_register_commands",
 }
 """Plugin family -> the registration hook that fills its registry."""
 
@@ -156,6 +161,10 @@ class Plugins:
     def notifiers(self) -> Registry[Notifier]:
         return self.registry("notifier")
 
+    def commands(self) -> Registry[Command | CommandOptions]:
+        """CLI subcommands and options to existing commands that plugins add (``register_commands``)."""
+        return self.registry("command")
+
     def entries(self) -> list[Entry[Any]]:
         """Every registered plugin object of every family, for ``backstream plugins``."""
         return [entry for family in FAMILIES for entry in self.registry(family)]
@@ -198,7 +207,7 @@ class Plugins:
     def _collect(self, family: str) -> Registry[Any]:
         registry: Registry[Any] = Registry(family)
         hook = getattr(self.pm.hook, FAMILIES[family])
-        for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+        for impl in hook.get_hookimpls():  # registration order (pluggy calls the reverse): built-ins first
             provider = self._dists.get(id(impl.plugin), impl.plugin_name)
             version = self._versions.get(id(impl.plugin), __version__)
             try:

@@ -1,4 +1,4 @@
-"""The interfaces plugins implement: codecs, compressors, storage, sources, keys, checks, notifiers.
+"""The interfaces plugins implement: codecs, compressors, storage, sources, keys, checks, notifiers, commands.
 
 These are structural (``typing.Protocol``): a plugin needs no base class, only the methods.
 """
@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import argparse
 
 ByteSource = AbstractAsyncContextManager[AsyncIterator[bytes]]
 """Entering yields the chunk iterator; a clean exit means the producer finished without error
@@ -291,3 +294,36 @@ class Notifier(Protocol):
     name: str
 
     async def notify(self, event: object) -> None: ...
+
+
+@runtime_checkable
+class Command(Protocol):
+    """A ``backstream`` subcommand a plugin adds (``register_commands``), registered under the word a
+    user types (``wal-push``). ``configure`` adds its arguments to its own subparser (cheaply: import
+    heavy modules in ``run``, not at the top of the command's module); ``run`` does the work and
+    returns the exit status. A ``BackstreamError`` it raises is printed as one line, like any command's.
+    """
+
+    help: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+@runtime_checkable
+class CommandOptions(Protocol):
+    """Options a plugin adds to a command it does not own (``register_commands``, under a name of its
+    own such as ``restore:postgresql``). ``extends`` names the command (``restore``); ``configure``
+    adds the options to that command's parser; ``check`` runs before the command does and raises
+    ``ConfigError`` for a combination the options do not allow. The command passes the values on as
+    it documents: ``restore`` hands every option to the restore path of the backup's kind
+    (``RestoreRequest.extra``), ``backup`` reads a ``source_plugin`` destination (a source chosen by
+    name, as ``--physical`` does).
+    """
+
+    extends: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def check(self, args: argparse.Namespace) -> None: ...

@@ -245,7 +245,7 @@ def push(config: WalConfig, source: str, *, name: str | None = None) -> bool:
     root = _fast_ok(config)
     if root is not None:
         return _push_local(root, config, source, name)
-    from backstream.cli.options import run_async
+    from backstream.runtime import run_async
 
     return run_async(lambda: _push_general(config, source, name))
 
@@ -324,7 +324,7 @@ def _fetch_direct(config: WalConfig, name: str, target: str) -> None:
     root = _local_root(config.repo)
     if root is not None and not config.storage_options and _fetch_local(root, config, name, target):
         return
-    from backstream.cli.options import run_async
+    from backstream.runtime import run_async
 
     run_async(lambda: _fetch_general(config, name, target))
 
