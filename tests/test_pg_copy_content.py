@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
+from backstream_plugins.postgresql.copy_content import CopyContent, catalog_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

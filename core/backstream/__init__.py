@@ -50,10 +50,8 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
     from backstream.mysqlurl import MySQLEndpoint, import_pymysql, mysql_error_text, parse_mysql_url, quote_mysql_ident
     from backstream.optionfile import mysql_password_args
     from backstream.options import check_options, int_option
-    from backstream.pgsession import PgSession, import_psycopg
     from backstream.pipeline import Pipeline, PipelineResult, StageMetrics, Transform
     from backstream.pipes import PipeChunks, make_pipe
-    from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
     from backstream.plugins import Plugins, make_plugin_manager
     from backstream.protocols import (
         Aead,
@@ -65,13 +63,22 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
         CheckResult,
         CipherFactory,
         Codec,
+        Command,
+        CommandOptions,
         CompressorFactory,
+        DrillOutcome,
         EmptyFolders,
         JobContext,
         KeyProvider,
+        LogArchive,
         MultipartUploads,
         Notifier,
         ProcessLocal,
+        RecoveryWindow,
+        RestoreDrill,
+        RestoreOutcome,
+        RestorePath,
+        RestoreRequest,
         Source,
         SourceFactory,
         Stanza,
@@ -79,6 +86,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `impor
         StorageFactory,
     )
     from backstream.registry import Entry, Register, Registry
+    from backstream.runtime import run_async
     from backstream.streams import MemoryWriter, file_sink, file_source, iterable_source, memory_sink
     from backstream.tools import kill_tool, open_tool
     from backstream.version import __version__
@@ -137,10 +145,6 @@ _LAZY: dict[str, str] = {
     "Transform": "backstream.pipeline",
     "Plugins": "backstream.plugins",
     "make_pipe": "backstream.pipes",
-    "PgSession": "backstream.pgsession",
-    "import_psycopg": "backstream.pgsession",
-    "parse_tablespace_map": "backstream.pitr.tablespace_map",
-    "format_tablespace_map": "backstream.pitr.tablespace_map",
     "kill_tool": "backstream.tools",
     "open_tool": "backstream.tools",
     "make_plugin_manager": "backstream.plugins",
@@ -153,7 +157,16 @@ _LAZY: dict[str, str] = {
     "CheckResult": "backstream.protocols",
     "CipherFactory": "backstream.protocols",
     "Codec": "backstream.protocols",
+    "Command": "backstream.protocols",
+    "CommandOptions": "backstream.protocols",
     "CompressorFactory": "backstream.protocols",
+    "DrillOutcome": "backstream.protocols",
+    "LogArchive": "backstream.protocols",
+    "RecoveryWindow": "backstream.protocols",
+    "RestoreDrill": "backstream.protocols",
+    "RestoreOutcome": "backstream.protocols",
+    "RestorePath": "backstream.protocols",
+    "RestoreRequest": "backstream.protocols",
     "JobContext": "backstream.protocols",
     "EmptyFolders": "backstream.protocols",
     "MultipartUploads": "backstream.protocols",
@@ -168,6 +181,7 @@ _LAZY: dict[str, str] = {
     "Entry": "backstream.registry",
     "Register": "backstream.registry",
     "Registry": "backstream.registry",
+    "run_async": "backstream.runtime",
     "MemoryWriter": "backstream.streams",
     "file_sink": "backstream.streams",
     "file_source": "backstream.streams",
@@ -179,7 +193,26 @@ _LAZY: dict[str, str] = {
 time matters: a submodule import must not drag in crypto, the pipeline and the plugin manager."""
 
 
+_MOVED: dict[str, str] = {
+    "PgSession": "backstream_plugins.postgresql.session",
+    "import_psycopg": "backstream_plugins.postgresql.session",
+    "parse_tablespace_map": "backstream_plugins.postgresql.tablespace_map",
+    "format_tablespace_map": "backstream_plugins.postgresql.tablespace_map",
+}
+"""Deprecated aliases (CHANGELOG.md): names that moved to an engine plugin, imported from there on
+first use with a DeprecationWarning, so that ``import backstream`` imports no database driver.
+They go in the next release; import them from the module named here."""
+
+
 def __getattr__(name: str) -> Any:
+    moved = _MOVED.get(name)
+    if moved is not None:
+        import warnings
+
+        warnings.warn(
+            f"backstream.{name} is deprecated: it moved to {moved}.{name}", DeprecationWarning, stacklevel=2
+        )
+        return getattr(importlib.import_module(moved), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'backstream' has no attribute {name!r}")
@@ -221,7 +254,16 @@ __all__ = [
     "CheckResult",
     "CipherFactory",
     "Codec",
+    "Command",
+    "CommandOptions",
     "CompressorFactory",
+    "DrillOutcome",
+    "LogArchive",
+    "RecoveryWindow",
+    "RestoreDrill",
+    "RestoreOutcome",
+    "RestorePath",
+    "RestoreRequest",
     "ConfigError",
     "Entry",
     "IntegrityError",
@@ -264,10 +306,6 @@ __all__ = [
     "int_option",
     "iterable_source",
     "make_pipe",
-    "PgSession",
-    "import_psycopg",
-    "parse_tablespace_map",
-    "format_tablespace_map",
     "kill_tool",
     "open_tool",
     "make_plugin_manager",
@@ -282,5 +320,6 @@ __all__ = [
     "quote_mysql_ident",
     "primary_error",
     "rechunk",
+    "run_async",
     "split",
 ]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         CommandOptions,
         CompressorFactory,
         KeyProvider,
+        LogArchive,
         Notifier,
         SourceFactory,
         StorageFactory,
@@ -92,6 +93,16 @@ def backstream_register_notifiers(register: Register[Notifier]) -> None:
     """Add notifiers that deliver job events (mail, webhooks, chat).
 
     :param register: the notifier registry's callback.
+    :return: nothing. Every implementation is called; a name registered twice is an error.
+    """
+
+
+@hookspec
+def backstream_register_archives(register: Register[LogArchive]) -> None:
+    """Add log archives kept beside the backups (PostgreSQL WAL, MySQL binlogs): ``check``, ``cleanup``,
+    ``prune`` and ``stats`` cover every registered archive without knowing what it holds.
+
+    :param register: the archive registry's callback: ``register.add("wal", WalArchive())``.
     :return: nothing. Every implementation is called; a name registered twice is an error.
     """
 

@@ -23,6 +23,7 @@ from backstream.protocols import (
     CommandOptions,
     CompressorFactory,
     KeyProvider,
+    LogArchive,
     Notifier,
     SourceFactory,
     Storage,
@@ -52,14 +53,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backstream_plugins.kms.aws_kms",
     "backstream_plugins.kms.azure_keyvault",
     "backstream_plugins.kms.gcp_kms",
-    "backstream_plugins.sources.postgresql",
-    "backstream_plugins.sources.pg_physical",
-    "backstream_plugins.sources.sqlite",
-    "backstream_plugins.sources.mysql",
-    "backstream_plugins.checks.sqlite_checks",
-    "backstream_plugins.checks.postgresql_checks",
-    "backstream_plugins.checks.mysql_checks",
     "backstream_plugins.postgresql",
+    "backstream_plugins.sources.sqlite",
+    "backstream_plugins.checks.sqlite_checks",
+    "backstream_plugins.sources.mysql",
+    "backstream_plugins.checks.mysql_checks",
     "backstream_plugins.mysql",
 )
 """The built-in plugins, by dotted module name; the core imports nothing else of them."""
@@ -72,6 +70,7 @@ FAMILIES: dict[str, str] = {
     "storage": "backstream_register_storage",
     "check": "backstream_register_checks",
     "notifier": "backstream_register_notifiers",
+    "archive": "backstream_register_archives",
     "command": "backstream_register_commands",
 }
 """Plugin family -> the registration hook that fills its registry."""
@@ -160,6 +159,16 @@ class Plugins:
 
     def notifiers(self) -> Registry[Notifier]:
         return self.registry("notifier")
+
+    def archives(self) -> Registry[LogArchive]:
+        """The log archives kept beside the backups (``register_archives``)."""
+        return self.registry("archive")
+
+    def log_archives(self) -> list[LogArchive]:
+        """Every usable log archive in registration order (built-ins first): what ``check``,
+        ``cleanup``, ``prune`` and ``stats`` cover, in the order they report."""
+        registry = self.archives()
+        return [registry.get(entry.name) for entry in registry.registered() if entry.available]
 
     def commands(self) -> Registry[Command | CommandOptions]:
         """CLI subcommands and options to existing commands that plugins add (``register_commands``)."""

@@ -1,6 +1,7 @@
 """``backstream check --repo URL [--read-data]``: every manifest parses, every object exists with its
-recorded size and sha256, and so does every file of the WAL and binlog archives; ``--read-data``
-also decrypts and decompresses each object end to end.
+recorded size and sha256, and so does every file of the log archives (``LogArchive`` plugins), with
+the files an archive lacks that backups need; ``--read-data`` also decrypts and decompresses each
+object end to end.
 
 Reports orphans (objects no manifest names, ``.partial`` temp objects, stale locks); exits 1 on any problem.
 """
@@ -13,13 +14,9 @@ import sys
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
 from backstream.jobs import KeyOptions
-from backstream.pitr.continuity import archive_holes
-from backstream.pitr.targets import PHYSICAL_KIND
-from backstream.pitr.walnames import sidecar_path
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
-from backstream.repository.check import ArchivedFile, CheckReport, Problem, check_repository
-from backstream.verify.archives import ARCHIVES
+from backstream.repository.check import ArchivedFile, CheckReport, check_repository
 from backstream.verify.drill import read_object, read_stored
 
 NAME = "check"
@@ -38,6 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
     keys = KeyOptions(provider_options=provider_options(args), audit=audit_log(args))
+    archives = plugins.log_archives()
 
     async def work() -> CheckReport:
         repository = await open_repository(args, plugins)
@@ -53,19 +51,12 @@ def run(args: argparse.Namespace) -> int:
         report = await check_repository(
             repository,
             read_data=read if args.read_data else None,
-            archives=ARCHIVES,
+            archives=archives,
             read_archived=read_archived if args.read_data else None,
         )
-        physical = [m for m in await repository.manifests() if m.ok and m.source.kind == PHYSICAL_KIND]
-        for segment, cut_off in sorted((await archive_holes(repository.storage, physical)).items()):
-            report.problems.append(
-                Problem(
-                    "wal",
-                    sidecar_path(segment),
-                    f"WAL segment {segment} is missing from the archive (later ones are there): "
-                    f"backup(s) {', '.join(cut_off)} cannot be replayed past it",
-                )
-            )
+        good = [m for m in await repository.manifests() if m.ok]
+        for archive in archives:
+            report.problems += await archive.holes(repository, good)
         return report
 
     report = run_async(work)

@@ -84,7 +84,7 @@ async def restore(
         raise ConfigError(
             f"backup {manifest.backup_id} has {len(manifest.objects)} files but the {kind} plugin restores one stream"
         )
-    reader = _Reader(plugins, repository, manifest, keys, progress)
+    reader = ObjectReader(plugins, repository, manifest, keys, progress)
 
     started = utc_now()
     job_id = f"restore-{manifest.backup_id}-{started.strftime('%Y%m%dT%H%M%SZ')}"
@@ -126,7 +126,7 @@ async def restore(
     return manifest
 
 
-class _Reader:
+class ObjectReader:
     """Opens the stored objects of one backup as verified, decrypted, decompressed byte sources."""
 
     def __init__(

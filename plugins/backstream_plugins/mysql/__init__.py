@@ -12,6 +12,13 @@ from backstream import Register, hookimpl
 
 
 @hookimpl
+def backstream_register_archives(register: Register[Any]) -> None:
+    from backstream_plugins.mysql.archive import BinlogArchive
+
+    register.add("binlog", BinlogArchive())
+
+
+@hookimpl
 def backstream_register_commands(register: Register[Any]) -> None:
     from backstream_plugins.mysql.cmd_binlog_archive import BinlogArchive
 

@@ -33,8 +33,9 @@ class Pitr:
 
     def run(self, args: argparse.Namespace) -> int:
         from backstream.cli.options import print_json, repo_url
-        from backstream.pitr.setup import check_url, pitr_setup
         from backstream.runtime import run_async
+
+        from backstream_plugins.postgresql.setup import check_url, pitr_setup
 
         repo = args.repo if args.config and not args.repo else repo_url(args)
         result = run_async(

@@ -28,8 +28,9 @@ class VerifyPitr:
 
     def run(self, args: argparse.Namespace) -> int:
         from backstream.cli.options import print_json, repo_url, storage_options
-        from backstream.pitr.setup import check_url, verify_pitr
         from backstream.runtime import run_async
+
+        from backstream_plugins.postgresql.setup import check_url, verify_pitr
 
         url = check_url(args.source)
         window = run_async(

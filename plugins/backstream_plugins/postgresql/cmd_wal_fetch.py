@@ -28,8 +28,9 @@ class WalFetch:
 
     def run(self, args: argparse.Namespace) -> int:
         from backstream import BackstreamError
-        from backstream.pitr.wal import WalNotFound, fetch
-        from backstream.pitr.walconfig import load_wal_config
+
+        from backstream_plugins.postgresql.wal import WalNotFound, fetch
+        from backstream_plugins.postgresql.walconfig import load_wal_config
 
         try:
             fetch(load_wal_config(config_file=args.config, repo=args.repo), args.name, args.path)

@@ -24,8 +24,8 @@ class WalPush:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from backstream.pitr.wal import push
-        from backstream.pitr.walconfig import load_wal_config
+        from backstream_plugins.postgresql.wal import push
+        from backstream_plugins.postgresql.walconfig import load_wal_config
 
         push(load_wal_config(config_file=args.config, repo=args.repo), args.path, name=args.name)
         return 0

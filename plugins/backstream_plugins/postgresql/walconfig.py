@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backstream.errors import ConfigError
+from backstream import ConfigError
 
 CONFIG_ENV = "BACKSTREAM_CONFIG"
 REPO_ENV = "BACKSTREAM_REPO"

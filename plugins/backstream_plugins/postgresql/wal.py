@@ -14,11 +14,24 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backstream.errors import ConfigError, IntegrityError, RepositoryError, StorageError
-from backstream.pitr.walconfig import WalConfig
-from backstream.pitr.walnames import check_wal_name, is_segment, object_path, segment_name, segment_number, sidecar_path
+from backstream import ConfigError, IntegrityError, RepositoryError, StorageError
+
+from backstream_plugins.postgresql.walconfig import WalConfig
+from backstream_plugins.postgresql.walnames import (
+    check_wal_name,
+    is_segment,
+    object_path,
+    segment_name,
+    segment_number,
+    sidecar_path,
+)
+
+if TYPE_CHECKING:
+    from backstream import Plugins
+    from backstream.jobs import KeyOptions
+    from backstream.repository import Repository
 
 RECORD_FORMAT = "backstream-wal"
 SPOOL_DIR = "backstream-spool"
@@ -331,7 +344,6 @@ def _fetch_direct(config: WalConfig, name: str, target: str) -> None:
 
 async def _push_general(config: WalConfig, source: str, name: str) -> bool:
     import anyio.to_thread
-
     from backstream.jobs.common import CompressionSpec, open_repository
     from backstream.jobs.encryption import DEFAULT_CIPHER, KeyOptions, encrypting_transform, prepared_providers
     from backstream.pipeline import Pipeline, Transform
@@ -379,18 +391,23 @@ async def _push_general(config: WalConfig, source: str, name: str) -> bool:
 
 
 async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
-    import anyio.to_thread
-
-    from backstream.jobs.common import open_repository
-    from backstream.jobs.encryption import KeyOptions, open_decrypting
-    from backstream.jobs.restore import verified
-    from backstream.pipeline import Pipeline, Transform
-    from backstream.plugins import Plugins
-    from backstream.repository import ObjectRecord
-    from backstream.streams import MemoryWriter, iterable_source, memory_sink
+    from backstream import Plugins
+    from backstream.jobs import KeyOptions, open_repository
 
     plugins = Plugins.load()
     repository = await open_repository(plugins, config.repo, config.storage_options)
+    await fetch_archived(plugins, repository, name, target, KeyOptions(provider_options=config.provider_options))
+
+
+async def fetch_archived(plugins: Plugins, repository: Repository, name: str, target: str, keys: KeyOptions) -> None:
+    """Write archived WAL file ``name`` of ``repository``, checked and decoded, to ``target``
+    (atomically); WalNotFound when it is not archived."""
+    import anyio.to_thread
+    from backstream import MemoryWriter, Pipeline, Transform, iterable_source, memory_sink
+    from backstream.jobs import verified
+    from backstream.jobs.encryption import open_decrypting
+    from backstream.repository import ObjectRecord
+
     storage = repository.storage
     record_path = sidecar_path(name)
     if not await storage.exists(record_path):
@@ -401,7 +418,6 @@ async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
     async with verified(storage.open_read(record.path), as_object) as stored:
         transforms: list[Transform] = []
         if record.cipher:
-            keys = KeyOptions(provider_options=config.provider_options)
             context = wal_context(repository.repository_id, name, record.codec)
             decrypt, stored = await open_decrypting(plugins, stored, context, keys=keys, object_name=name)
             transforms.append(decrypt)
