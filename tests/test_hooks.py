@@ -74,6 +74,21 @@ def test_hook_backstream_register_notifiers() -> None:
     assert plugins.notifiers().get("mail").name == "mail"
 
 
+def test_hook_backstream_register_archives() -> None:
+    plugins = only(registering("backstream_register_archives", "journal"))
+    assert plugins.archives().get("journal").name == "journal"
+    assert [entry.name for entry in Plugins.load(autoload=False).archives().registered()][:2] == ["wal", "binlog"]
+
+
+def test_hook_backstream_register_commands() -> None:
+    plugins = only(registering("backstream_register_commands", "hello"))
+    assert plugins.commands().get("hello").name == "hello"
+    assert [entry.name for entry in Plugins.load(autoload=False).commands().registered()][:2] == [
+        "wal-push",
+        "wal-fetch",
+    ]  # the built-in engines' commands come through the hook, in registration order
+
+
 class Listener:
     def __init__(self) -> None:
         self.events: list[object] = []
@@ -138,7 +153,7 @@ def hookspec_names() -> list[str]:
 
 def test_every_hookspec_has_a_test_and_a_documented_signature() -> None:
     names = hookspec_names()
-    assert len(names) == 10
+    assert len(names) == 12
     module = sys.modules[__name__]
     docs = DOCS.read_text(encoding="utf-8")
     for name in names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
+from backstream_plugins.postgresql.copy_content import CopyContent, catalog_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,14 +21,16 @@ DUMP = (
     b"COMMENT ON TABLE public.a IS 'reload with:\nCOPY public.a (x, y) FROM stdin;\n\\.\n';\n"
     + data("a")
     + b"COPY public.a (x, y) FROM stdin;\n1\tone\n2\t\\N\n\\\\.\n3\ttab\\there\n\\.\n\n"
-    + data("Mixed.Case", "Gr\u00f6\u00dfe \"Q\"")
+    + data("Mixed.Case", 'Gr\u00f6\u00dfe "Q"')
     + b'COPY "Gr\xc3\xb6\xc3\x9fe ""Q"""."Mixed.Case" ("Wert") FROM stdin;\n\\.\n\n'
     + data("no_columns")
     + b"COPY public.no_columns  FROM stdin;\n\n\n\\.\n\n"
     + data("nl name")
     + b'COPY public."nl\nname" ("col\numn", b) FROM stdin;\n1\t2\n\\.\n\n'
     + data("big", "s")
-    + b"COPY s.big (v) FROM stdin;\n" + b"x" * 200_000 + b"\n\\.\n\n-- PostgreSQL database dump complete\n"
+    + b"COPY s.big (v) FROM stdin;\n"
+    + b"x" * 200_000
+    + b"\n\\.\n\n-- PostgreSQL database dump complete\n"
 )
 
 

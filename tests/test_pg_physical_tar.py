@@ -5,7 +5,7 @@ failing -- at a header it cannot read."""
 
 from __future__ import annotations
 
-from backstream_plugins.sources.pg_physical import _TarWatcher
+from backstream_plugins.postgresql.physical import _TarWatcher
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

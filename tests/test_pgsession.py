@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import psycopg
 import pytest
-from backstream import PgSession
+from backstream_plugins.postgresql.session import PgSession
 from fixtures.postgres import PostgresServer
 
 

@@ -16,10 +16,16 @@ from pathlib import Path
 import anyio
 import pytest
 from backstream.jobs import open_repository
-from backstream.pitr.continuity import NotInHistory, first_missing, first_missing_across, needed_from, parse_history
-from backstream.pitr.setup import PitrWindow
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, SourceInfo, new_backup_id, utc_now
+from backstream_plugins.postgresql.continuity import (
+    NotInHistory,
+    first_missing,
+    first_missing_across,
+    needed_from,
+    parse_history,
+)
+from backstream_plugins.postgresql.setup import PitrWindow
 from fixtures.pitr import cli, enable_archiving, ok, postgres_owned_dir
 from fixtures.postgres import PostgresServer, start_postgres
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import anyio
 import psycopg
 import pytest
-from backstream import format_tablespace_map, parse_tablespace_map
 from backstream.jobs import backup
+from backstream_plugins.postgresql.tablespace_map import format_tablespace_map, parse_tablespace_map
 from fixtures.pitr import cli, ok, postgres_owned_dir
 from fixtures.postgres import PostgresServer, _free_port, start_postgres
 from fixtures.processes import child_processes

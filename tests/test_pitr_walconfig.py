@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from backstream.pitr.walconfig import absolute_repo, load_wal_config
+from backstream_plugins.postgresql.walconfig import absolute_repo, load_wal_config
 
 
 def test_a_relative_path_is_made_absolute_against_the_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:

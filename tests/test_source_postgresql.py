@@ -34,7 +34,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-MODULE = "backstream_plugins.sources.postgresql"
+MODULE = "backstream_plugins.postgresql.logical"
+PLUGIN = "backstream_plugins.postgresql"
 BLOB_SIZE = 3 * 1024 * 1024
 
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
@@ -45,7 +46,7 @@ SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
 
 def open_source(url: str, **options: str) -> Any:
     """The source for ``url`` as the repository code gets it: through the plugin registry."""
-    plugins = Plugins(make_plugin_manager(autoload=False, defaults=(MODULE,)))
+    plugins = Plugins(make_plugin_manager(autoload=False, defaults=(PLUGIN,)))
     scheme = url.split("://", 1)[0]
     for entry in plugins.sources():
         if scheme in entry.factory.schemes:
@@ -201,7 +202,7 @@ def pg_awkward_db(postgres_server: PostgresServer) -> str:
 
 
 def test_registered_as_postgresql_for_both_url_schemes() -> None:
-    plugins = Plugins(make_plugin_manager(autoload=False, defaults=(MODULE,)))
+    plugins = Plugins(make_plugin_manager(autoload=False, defaults=(PLUGIN,)))
     entry = plugins.sources().entry("postgresql")
     assert entry.factory.schemes == {"postgresql", "postgres"}
     assert entry.requires == ("psycopg",)
@@ -686,7 +687,7 @@ RESTORE_AND_DIE = textwrap.dedent(
     """
     import sys, anyio
     from backstream import JobContext
-    from backstream_plugins.sources.postgresql import PostgresFactory
+    from backstream_plugins.postgresql.logical import PostgresFactory
 
     async def data():
         with open(sys.argv[2], "rb") as handle:

@@ -9,19 +9,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY: dict[str, str] = {
-    "MemberDecoder": "backstream.codecs",
     "CHUNK_SIZE": "backstream.chunks",
     "rechunk": "backstream.chunks",
     "split": "backstream.chunks",
+    "MemberDecoder": "backstream.codecs",
     "AuditLog": "backstream.crypto",
+    "check_kdf_params": "backstream.crypto",
     "CryptographyAead": "backstream.crypto",
     "Decryption": "backstream.crypto",
-    "Encryptor": "backstream.crypto",
-    "Header": "backstream.crypto",
-    "Rewrapped": "backstream.crypto",
-    "check_kdf_params": "backstream.crypto",
     "derive_passphrase_key": "backstream.crypto",
     "encode_context": "backstream.crypto",
+    "Encryptor": "backstream.crypto",
+    "Header": "backstream.crypto",
     "key_providers": "backstream.crypto",
     "new_encryptor": "backstream.crypto",
     "new_kdf_params": "backstream.crypto",
@@ -29,46 +28,43 @@ _LAZY: dict[str, str] = {
     "read_header": "backstream.crypto",
     "read_passphrase": "backstream.crypto",
     "rewrap_encrypted": "backstream.crypto",
+    "Rewrapped": "backstream.crypto",
+    "DEFAULT_CIPHER": "backstream.defaults",
+    "DEFAULT_COMPRESSION": "backstream.defaults",
     "BackstreamError": "backstream.errors",
     "ConfigError": "backstream.errors",
     "IntegrityError": "backstream.errors",
     "KeyProviderError": "backstream.errors",
+    "missing_dependency": "backstream.errors",
     "MissingDependencyError": "backstream.errors",
+    "os_reason": "backstream.errors",
     "PluginError": "backstream.errors",
+    "primary_error": "backstream.errors",
     "RepositoryError": "backstream.errors",
     "SourceError": "backstream.errors",
     "StorageError": "backstream.errors",
     "UnknownPluginError": "backstream.errors",
     "VerificationError": "backstream.errors",
-    "missing_dependency": "backstream.errors",
-    "os_reason": "backstream.errors",
-    "primary_error": "backstream.errors",
-    "MySQLEndpoint": "backstream.mysqlurl",
-    "import_pymysql": "backstream.mysqlurl",
-    "mysql_error_text": "backstream.mysqlurl",
-    "mysql_password_args": "backstream.optionfile",
-    "parse_mysql_url": "backstream.mysqlurl",
-    "quote_mysql_ident": "backstream.mysqlurl",
     "JobFailed": "backstream.events",
     "JobFinished": "backstream.events",
     "JobStarted": "backstream.events",
     "hookimpl": "backstream.hookspecs",
+    "import_pymysql": "backstream.mysqlurl",
+    "mysql_error_text": "backstream.mysqlurl",
+    "MySQLEndpoint": "backstream.mysqlurl",
+    "parse_mysql_url": "backstream.mysqlurl",
+    "quote_mysql_ident": "backstream.mysqlurl",
+    "mysql_password_args": "backstream.optionfile",
     "check_options": "backstream.options",
     "int_option": "backstream.options",
-    "PipeChunks": "backstream.pipes",
     "Pipeline": "backstream.pipeline",
     "PipelineResult": "backstream.pipeline",
     "StageMetrics": "backstream.pipeline",
     "Transform": "backstream.pipeline",
-    "Plugins": "backstream.plugins",
     "make_pipe": "backstream.pipes",
-    "PgSession": "backstream.pgsession",
-    "import_psycopg": "backstream.pgsession",
-    "parse_tablespace_map": "backstream.pitr.tablespace_map",
-    "format_tablespace_map": "backstream.pitr.tablespace_map",
-    "kill_tool": "backstream.tools",
-    "open_tool": "backstream.tools",
+    "PipeChunks": "backstream.pipes",
     "make_plugin_manager": "backstream.plugins",
+    "Plugins": "backstream.plugins",
     "Aead": "backstream.protocols",
     "BlockingChunks": "backstream.protocols",
     "ByteSink": "backstream.protocols",
@@ -78,21 +74,30 @@ _LAZY: dict[str, str] = {
     "CheckResult": "backstream.protocols",
     "CipherFactory": "backstream.protocols",
     "Codec": "backstream.protocols",
+    "Command": "backstream.protocols",
+    "CommandOptions": "backstream.protocols",
     "CompressorFactory": "backstream.protocols",
-    "JobContext": "backstream.protocols",
-    "EmptyFolders": "backstream.protocols",
-    "MultipartUploads": "backstream.protocols",
     "ConfigurableKeys": "backstream.protocols",
+    "ContentTap": "backstream.protocols",
     "CreatesKeys": "backstream.protocols",
+    "DrillOutcome": "backstream.protocols",
+    "DumpsFiles": "backstream.protocols",
+    "EmptyFolders": "backstream.protocols",
     "ExclusiveKeys": "backstream.protocols",
     "ExportsPublicKeys": "backstream.protocols",
-    "PreparedKeys": "backstream.protocols",
+    "JobContext": "backstream.protocols",
     "KeyProvider": "backstream.protocols",
-    "Notifier": "backstream.protocols",
-    "ProcessLocal": "backstream.protocols",
-    "ContentTap": "backstream.protocols",
+    "LogArchive": "backstream.protocols",
+    "MultipartUploads": "backstream.protocols",
     "NamedDump": "backstream.protocols",
-    "DumpsFiles": "backstream.protocols",
+    "Notifier": "backstream.protocols",
+    "PreparedKeys": "backstream.protocols",
+    "ProcessLocal": "backstream.protocols",
+    "RecoveryWindow": "backstream.protocols",
+    "RestoreDrill": "backstream.protocols",
+    "RestoreOutcome": "backstream.protocols",
+    "RestorePath": "backstream.protocols",
+    "RestoreRequest": "backstream.protocols",
     "RestoresFiles": "backstream.protocols",
     "SizedSource": "backstream.protocols",
     "Source": "backstream.protocols",
@@ -103,11 +108,14 @@ _LAZY: dict[str, str] = {
     "Entry": "backstream.registry",
     "Register": "backstream.registry",
     "Registry": "backstream.registry",
-    "MemoryWriter": "backstream.streams",
+    "run_async": "backstream.runtime",
     "file_sink": "backstream.streams",
     "file_source": "backstream.streams",
     "iterable_source": "backstream.streams",
     "memory_sink": "backstream.streams",
+    "MemoryWriter": "backstream.streams",
+    "kill_tool": "backstream.tools",
+    "open_tool": "backstream.tools",
     "__version__": "backstream.version",
 }
 """The one table of the public namespace: public name -> the module that defines it. ``__all__``
@@ -136,6 +144,8 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.crypto import read_header as read_header
     from backstream.crypto import read_passphrase as read_passphrase
     from backstream.crypto import rewrap_encrypted as rewrap_encrypted
+    from backstream.defaults import DEFAULT_CIPHER as DEFAULT_CIPHER
+    from backstream.defaults import DEFAULT_COMPRESSION as DEFAULT_COMPRESSION
     from backstream.errors import BackstreamError as BackstreamError
     from backstream.errors import ConfigError as ConfigError
     from backstream.errors import IntegrityError as IntegrityError
@@ -162,16 +172,12 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.optionfile import mysql_password_args as mysql_password_args
     from backstream.options import check_options as check_options
     from backstream.options import int_option as int_option
-    from backstream.pgsession import PgSession as PgSession
-    from backstream.pgsession import import_psycopg as import_psycopg
     from backstream.pipeline import Pipeline as Pipeline
     from backstream.pipeline import PipelineResult as PipelineResult
     from backstream.pipeline import StageMetrics as StageMetrics
     from backstream.pipeline import Transform as Transform
     from backstream.pipes import PipeChunks as PipeChunks
     from backstream.pipes import make_pipe as make_pipe
-    from backstream.pitr.tablespace_map import format_tablespace_map as format_tablespace_map
-    from backstream.pitr.tablespace_map import parse_tablespace_map as parse_tablespace_map
     from backstream.plugins import Plugins as Plugins
     from backstream.plugins import make_plugin_manager as make_plugin_manager
     from backstream.protocols import Aead as Aead
@@ -183,21 +189,30 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.protocols import CheckResult as CheckResult
     from backstream.protocols import CipherFactory as CipherFactory
     from backstream.protocols import Codec as Codec
+    from backstream.protocols import Command as Command
+    from backstream.protocols import CommandOptions as CommandOptions
     from backstream.protocols import CompressorFactory as CompressorFactory
     from backstream.protocols import ConfigurableKeys as ConfigurableKeys
     from backstream.protocols import ContentTap as ContentTap
     from backstream.protocols import CreatesKeys as CreatesKeys
+    from backstream.protocols import DrillOutcome as DrillOutcome
     from backstream.protocols import DumpsFiles as DumpsFiles
     from backstream.protocols import EmptyFolders as EmptyFolders
     from backstream.protocols import ExclusiveKeys as ExclusiveKeys
     from backstream.protocols import ExportsPublicKeys as ExportsPublicKeys
     from backstream.protocols import JobContext as JobContext
     from backstream.protocols import KeyProvider as KeyProvider
+    from backstream.protocols import LogArchive as LogArchive
     from backstream.protocols import MultipartUploads as MultipartUploads
     from backstream.protocols import NamedDump as NamedDump
     from backstream.protocols import Notifier as Notifier
     from backstream.protocols import PreparedKeys as PreparedKeys
     from backstream.protocols import ProcessLocal as ProcessLocal
+    from backstream.protocols import RecoveryWindow as RecoveryWindow
+    from backstream.protocols import RestoreDrill as RestoreDrill
+    from backstream.protocols import RestoreOutcome as RestoreOutcome
+    from backstream.protocols import RestorePath as RestorePath
+    from backstream.protocols import RestoreRequest as RestoreRequest
     from backstream.protocols import RestoresFiles as RestoresFiles
     from backstream.protocols import SizedSource as SizedSource
     from backstream.protocols import Source as Source
@@ -208,6 +223,7 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.registry import Entry as Entry
     from backstream.registry import Register as Register
     from backstream.registry import Registry as Registry
+    from backstream.runtime import run_async as run_async
     from backstream.streams import MemoryWriter as MemoryWriter
     from backstream.streams import file_sink as file_sink
     from backstream.streams import file_source as file_source
@@ -219,7 +235,24 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
 # end of the generated block
 
 
+_MOVED: dict[str, str] = {
+    "PgSession": "backstream_plugins.postgresql.session",
+    "import_psycopg": "backstream_plugins.postgresql.session",
+    "parse_tablespace_map": "backstream_plugins.postgresql.tablespace_map",
+    "format_tablespace_map": "backstream_plugins.postgresql.tablespace_map",
+}
+"""Deprecated aliases (CHANGELOG.md): names that moved to an engine plugin, imported from there on
+first use with a DeprecationWarning, so that ``import backstream`` imports no database driver.
+They go in the next release; import them from the module named here."""
+
+
 def __getattr__(name: str) -> Any:
+    moved = _MOVED.get(name)
+    if moved is not None:
+        import warnings
+
+        warnings.warn(f"backstream.{name} is deprecated: it moved to {moved}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(moved), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'backstream' has no attribute {name!r}")

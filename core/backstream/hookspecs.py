@@ -14,8 +14,11 @@ if TYPE_CHECKING:
     from backstream.protocols import (
         Check,
         CipherFactory,
+        Command,
+        CommandOptions,
         CompressorFactory,
         KeyProvider,
+        LogArchive,
         Notifier,
         SourceFactory,
         StorageFactory,
@@ -91,6 +94,29 @@ def backstream_register_notifiers(register: Register[Notifier]) -> None:
 
     :param register: the notifier registry's callback.
     :return: nothing. Every implementation is called; a name registered twice is an error.
+    """
+
+
+@hookspec
+def backstream_register_archives(register: Register[LogArchive]) -> None:
+    """Add log archives kept beside the backups (PostgreSQL WAL, MySQL binlogs): ``check``, ``cleanup``,
+    ``prune`` and ``stats`` cover every registered archive without knowing what it holds.
+
+    :param register: the archive registry's callback: ``register.add("wal", WalArchive())``.
+    :return: nothing. Every implementation is called; a name registered twice is an error.
+    """
+
+
+@hookspec
+def backstream_register_commands(register: Register[Command | CommandOptions]) -> None:
+    """Add ``backstream`` subcommands, and options to existing commands, as llm's ``register_commands``:
+    ``register.add("wal-push", WalPush())`` (a ``Command``: ``help``, ``configure(parser)``,
+    ``run(args) -> int``), ``register.add("restore:postgresql", Options())`` (a ``CommandOptions``:
+    ``extends``, ``configure(parser)``, ``check(args)``).
+
+    :param register: the command registry's callback; a command's registered name is the word a user types.
+    :return: nothing. Every implementation is called; a name registered twice, or a command named like one
+        of backstream's own, is an error.
     """
 
 

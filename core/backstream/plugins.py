@@ -19,8 +19,11 @@ from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.protocols import (
     Check,
     CipherFactory,
+    Command,
+    CommandOptions,
     CompressorFactory,
     KeyProvider,
+    LogArchive,
     Notifier,
     SourceFactory,
     Storage,
@@ -50,13 +53,12 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "backstream_plugins.kms.aws_kms",
     "backstream_plugins.kms.azure_keyvault",
     "backstream_plugins.kms.gcp_kms",
-    "backstream_plugins.sources.postgresql",
-    "backstream_plugins.sources.pg_physical",
+    "backstream_plugins.postgresql",
     "backstream_plugins.sources.sqlite",
-    "backstream_plugins.sources.mysql",
     "backstream_plugins.checks.sqlite_checks",
-    "backstream_plugins.checks.postgresql_checks",
+    "backstream_plugins.sources.mysql",
     "backstream_plugins.checks.mysql_checks",
+    "backstream_plugins.mysql",
 )
 """The built-in plugins, by dotted module name; the core imports nothing else of them."""
 
@@ -68,6 +70,8 @@ FAMILIES: dict[str, str] = {
     "storage": "backstream_register_storage",
     "check": "backstream_register_checks",
     "notifier": "backstream_register_notifiers",
+    "archive": "backstream_register_archives",
+    "command": "backstream_register_commands",
 }
 """Plugin family -> the registration hook that fills its registry."""
 
@@ -171,6 +175,20 @@ class Plugins:
     def notifiers(self) -> Registry[Notifier]:
         return self.registry("notifier")
 
+    def archives(self) -> Registry[LogArchive]:
+        """The log archives kept beside the backups (``register_archives``)."""
+        return self.registry("archive")
+
+    def log_archives(self) -> list[LogArchive]:
+        """Every usable log archive in registration order (built-ins first): what ``check``,
+        ``cleanup``, ``prune`` and ``stats`` cover, in the order they report."""
+        registry = self.archives()
+        return [registry.get(entry.name) for entry in registry.registered() if entry.available]
+
+    def commands(self) -> Registry[Command | CommandOptions]:
+        """CLI subcommands and options to existing commands that plugins add (``register_commands``)."""
+        return self.registry("command")
+
     def entries(self) -> list[Entry[Any]]:
         """Every registered plugin object of every family, for ``backstream plugins``."""
         return [entry for family in FAMILIES for entry in self.registry(family)]
@@ -213,7 +231,7 @@ class Plugins:
     def _collect(self, family: str) -> Registry[Any]:
         registry: Registry[Any] = Registry(family)
         hook = getattr(self.pm.hook, FAMILIES[family])
-        for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+        for impl in hook.get_hookimpls():  # registration order (pluggy calls the reverse): built-ins first
             provider = self._dists.get(id(impl.plugin), impl.plugin_name)
             version = self._versions.get(id(impl.plugin), __version__)
             try:

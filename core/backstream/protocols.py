@@ -1,15 +1,25 @@
-"""The interfaces plugins implement: codecs, compressors, storage, sources, keys, checks, notifiers.
+"""The interfaces plugins implement: codecs, compressors, storage, sources (and their restore paths
+and drills), keys, checks, notifiers, log archives, commands.
 
 These are structural (``typing.Protocol``): a plugin needs no base class, only the methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import argparse
+
+    from backstream.jobs.encryption import KeyOptions
+    from backstream.plugins import Plugins
+    from backstream.repository import Manifest, Repository
+    from backstream.repository.check import ArchivedFile, Problem
+    from backstream.retention import ArchiveDecision
 
 ByteSource = AbstractAsyncContextManager[AsyncIterator[bytes]]
 """Entering yields the chunk iterator; a clean exit means the producer finished without error
@@ -328,6 +338,92 @@ class SourceFactory(Protocol):
 
 
 @dataclass(frozen=True)
+class RestoreRequest:
+    """One restore as the ``restore`` command (or a caller of ``backstream.jobs.restore_request``)
+    asks for it. ``backup`` is an id, a unique id prefix or ``latest``; ``repo`` may be empty when
+    a restore path finds the repository elsewhere (a WAL config file); ``to`` is a target URL (None
+    when a path's own option names the target, as ``--to-dir`` does); ``target_time`` the point in
+    time as typed (each path parses it); ``options`` the target plugin's options (``-o``, ``jobs``);
+    ``extra`` every option of the command line by argparse destination, including those that
+    ``CommandOptions`` added (``to_dir``, ``target_lsn``, ...); ``keys`` a
+    ``backstream.jobs.KeyOptions`` (None: defaults); ``progress`` is called with the size of each
+    stored chunk read."""
+
+    backup: str
+    repo: str = ""
+    to: str | None = None
+    target_time: str | None = None
+    force: bool = False
+    source: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    keys: KeyOptions | None = None
+    progress: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """What a restore did: the backup restored, the line the CLI prints, the document ``--json``
+    prints, and, when the restored database can be checked (``restore --verify``), the manifest
+    and the URL to check it at."""
+
+    backup_id: str
+    summary: str
+    document: Mapping[str, Any]
+    manifest: Manifest | None = None
+    verify_target: str | None = None
+
+
+@runtime_checkable
+class RestorePath(Protocol):
+    """Optional on a ``SourceFactory`` whose backups restore by more than streaming one backup into
+    ``Source.restore``: into a data directory, or a dump rolled forward through a log archive.
+
+    The restore runs the path of the backup's source kind: the manifest's kind when ``backup`` is
+    an id, else the kind of the target (the kind whose path ``claims`` the request, as a physical
+    PostgreSQL backup claims ``--to-dir``; otherwise the one serving ``to``'s URL scheme).
+    ``claims`` is asked of every path and must be cheap and side-effect free; ``restore_backup``
+    does the whole restore (the target is left untouched when it fails)."""
+
+    def claims(self, request: RestoreRequest) -> bool: ...
+
+    async def restore_backup(self, request: RestoreRequest, plugins: Plugins) -> RestoreOutcome: ...
+
+
+@dataclass(frozen=True)
+class DrillOutcome:
+    """The checks of one restore drill, the restore's duration (None when it failed) and details
+    recorded with the report (e.g. ``{"databases": {...}}``)."""
+
+    results: Sequence[CheckResult]
+    restore_seconds: float | None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RestoreDrill(Protocol):
+    """Optional on a ``SourceFactory`` whose backups are not drilled by restoring into a scratch
+    database of their check plugin (``Check.scratch``): a physical base backup is drilled in a
+    scratch directory with a throwaway server. ``drill`` restores ``manifest``'s backup somewhere
+    temporary, checks it at ``level``, removes what it made, and reports; ``scratch`` is the
+    user's ``--scratch`` (its meaning is the path's), ``repo_url`` the repository's URL as given."""
+
+    async def drill(
+        self,
+        manifest: Manifest,
+        repository: Repository,
+        *,
+        repo_url: str,
+        level: str,
+        plugins: Plugins,
+        keys: KeyOptions,
+        storage_options: Mapping[str, Any] | None = None,
+        scratch: str | None = None,
+    ) -> DrillOutcome: ...
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """The outcome of one verification check."""
 
@@ -361,9 +457,92 @@ class Check(Protocol):
     def scratch(self, server_url: str) -> AbstractAsyncContextManager[str]: ...
 
 
+@dataclass(frozen=True)
+class RecoveryWindow:
+    """The span a point-in-time restore can reach with one log archive and the backups: from
+    ``start`` (the oldest backup the archive can roll forward) to ``end`` (about when the newest
+    archived file was written); ``detail`` says what the ends are, for people."""
+
+    start: datetime
+    end: datetime
+    detail: str = ""
+
+
+@runtime_checkable
+class LogArchive(Protocol):
+    """A log archive kept beside the backups (``register_archives``): the files a database writes
+    after a backup (PostgreSQL's WAL, MySQL's binlogs), each stored as an object with a JSON record
+    ``<name>.json`` under ``prefix``; the record, written last, is the file's commit point.
+
+    ``name`` labels it in reports; ``prefix`` is the repository folder it owns (ending in ``/``),
+    which ``check`` and ``cleanup`` treat as its own. ``parse_record`` reads one record into the
+    object it names, the context its encryption is bound to and the plaintext's sha256 (what
+    ``check``, ``check --read-data`` and ``stats`` need); a bad record is a RepositoryError.
+    ``holes`` lists the files missing from the archive that good backups (``manifests``, oldest
+    first) need to roll forward, as ``check`` reports them; ``window`` is the span those backups
+    and the archive let a restore reach (None: nothing to roll forward); ``prune`` decides, for
+    every archived file, whether ``kept`` backups need it and unless ``dry_run`` deletes the others
+    (record first), returning (the label ``prune`` prints, e.g. ``wal`` or ``binlog 7``, decision)
+    pairs; the caller holds the repository's exclusive lock. ``fetch`` writes one archived file,
+    named as in its record's path below ``prefix`` without ``.json``, decoded and checked, to the
+    local ``path``. Pushing files in is the engine's own command (``wal-push``, ``binlog-archive``):
+    where files come from differs too much to share.
+    """
+
+    name: str
+    prefix: str
+
+    def parse_record(self, data: bytes, where: str, repository_id: str) -> ArchivedFile: ...
+
+    async def holes(self, repository: Repository, manifests: Sequence[Manifest]) -> list[Problem]: ...
+
+    async def window(self, repository: Repository, manifests: Sequence[Manifest]) -> RecoveryWindow | None: ...
+
+    async def prune(
+        self, repository: Repository, kept: Sequence[Manifest], *, dry_run: bool
+    ) -> list[tuple[str, ArchiveDecision]]: ...
+
+    async def fetch(
+        self, repository: Repository, name: str, path: str, *, plugins: Plugins, keys: KeyOptions | None = None
+    ) -> None: ...
+
+
 class Notifier(Protocol):
     """Sends job events somewhere (``register_notifiers``)."""
 
     name: str
 
     async def notify(self, event: object) -> None: ...
+
+
+@runtime_checkable
+class Command(Protocol):
+    """A ``backstream`` subcommand a plugin adds (``register_commands``), registered under the word a
+    user types (``wal-push``). ``configure`` adds its arguments to its own subparser (cheaply: import
+    heavy modules in ``run``, not at the top of the command's module); ``run`` does the work and
+    returns the exit status. A ``BackstreamError`` it raises is printed as one line, like any command's.
+    """
+
+    help: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+@runtime_checkable
+class CommandOptions(Protocol):
+    """Options a plugin adds to a command it does not own (``register_commands``, under a name of its
+    own such as ``restore:postgresql``). ``extends`` names the command (``restore``); ``configure``
+    adds the options to that command's parser; ``check`` runs before the command does and raises
+    ``ConfigError`` for a combination the options do not allow. The command passes the values on as
+    it documents: ``restore`` hands every option to the restore path of the backup's kind
+    (``RestoreRequest.extra``), ``backup`` reads a ``source_plugin`` destination (a source chosen by
+    name, as ``--physical`` does).
+    """
+
+    extends: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def check(self, args: argparse.Namespace) -> None: ...

@@ -72,6 +72,10 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def registered(self) -> list[Entry[T]]:
+        """The entries in the order they were registered (built-in plugins first), not by name."""
+        return list(self._entries.values())
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

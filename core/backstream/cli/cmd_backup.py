@@ -27,6 +27,9 @@ from backstream.verify.catalog import DEFAULT_MAX_ROWS, CatalogOptions
 
 NAME = "backup"
 HELP = "back a database up into the repository"
+SOURCE_PLUGIN = "source_plugin"
+"""The destination an option a plugin adds to ``backup`` may set: a source plugin chosen by name
+instead of the one serving the URL's scheme (the postgresql plugin's ``--physical``)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +59,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=("plain", "custom", "directory"), help="dump format (PostgreSQL)")
     parser.add_argument("--jobs", type=int, metavar="N", help="parallel dump jobs (PostgreSQL directory format)")
-    parser.add_argument(
-        "--physical",
-        action="store_true",
-        help="PostgreSQL: a physical base backup with pg_basebackup for point-in-time recovery (docs/pitr.md)",
-    )
     parser.add_argument(
         "-o", "--option", metavar="KEY=VALUE", action="append", default=[], help="a source plugin option (repeatable)"
     )
@@ -107,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             compress=args.compress,
             encrypt=args.encrypt,
             options=source_options(args),
-            source_plugin="postgresql-physical" if getattr(args, "physical", False) else None,
+            source_plugin=getattr(args, SOURCE_PLUGIN, None),
             plugins=plugins,
             progress=progress,
             storage_options=storage_options(args),

@@ -1,6 +1,7 @@
 """``backstream check --repo URL [--read-data]``: every manifest parses, every object exists with its
-recorded size and sha256, and so does every file of the WAL and binlog archives; ``--read-data``
-also decrypts and decompresses each object end to end.
+recorded size and sha256, and so does every file of the log archives (``LogArchive`` plugins), with
+the files an archive lacks that backups need; ``--read-data`` also decrypts and decompresses each
+object end to end.
 
 Reports orphans (objects no manifest names, ``.partial`` temp objects, stale locks); exits 1 on any problem.
 """
@@ -9,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
 from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
 from backstream.jobs import KeyOptions
-from backstream.pitr.continuity import archive_holes
-from backstream.pitr.targets import PHYSICAL_KIND
-from backstream.pitr.walnames import sidecar_path
 from backstream.plugins import Plugins
+from backstream.protocols import LogArchive
 from backstream.repository import Manifest, ObjectRecord, Repository
 from backstream.repository.archive_stats import archive_stats
-from backstream.repository.check import ArchivedFile, CheckReport, Problem, check_repository
-from backstream.verify.archives import ARCHIVES
+from backstream.repository.check import ArchivedFile, CheckReport, check_repository
 from backstream.verify.drill import read_object, read_stored
 
 NAME = "check"
@@ -42,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
     keys = KeyOptions(provider_options=provider_options(args), audit=audit_log(args))
     progress = progress_display("check", args)
+    archives = plugins.log_archives()
 
     async def work() -> CheckReport:
         repository = await open_repository(args, plugins)
         if progress.enabled:
-            progress.expect(await _stored_total(repository))
+            progress.expect(await _stored_total(repository, archives))
 
         async def read(manifest: Manifest, record: ObjectRecord) -> None:
             await read_object(plugins, repository, manifest, record, keys)
@@ -59,20 +59,13 @@ def run(args: argparse.Namespace) -> int:
         report = await check_repository(
             repository,
             read_data=read if args.read_data else None,
-            archives=ARCHIVES,
+            archives=archives,
             read_archived=read_archived if args.read_data else None,
             progress=progress,
         )
-        physical = [m for m in await repository.manifests() if m.ok and m.source.kind == PHYSICAL_KIND]
-        for segment, cut_off in sorted((await archive_holes(repository.storage, physical)).items()):
-            report.problems.append(
-                Problem(
-                    "wal",
-                    sidecar_path(segment),
-                    f"WAL segment {segment} is missing from the archive (later ones are there): "
-                    f"backup(s) {', '.join(cut_off)} cannot be replayed past it",
-                )
-            )
+        good = [m for m in await repository.manifests() if m.ok]
+        for archive in archives:
+            report.problems += await archive.holes(repository, good)
         return report
 
     try:
@@ -86,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-async def _stored_total(repository: Repository) -> int:
+async def _stored_total(repository: Repository, archives: Sequence[LogArchive]) -> int:
     """What the check will read: every good backup's objects and every archived file, stored."""
     backups = sum(manifest.stored_size for manifest in await repository.manifests())
-    archives = sum(stats.stored_size for stats in await archive_stats(repository, ARCHIVES))
-    return backups + archives
+    archived = sum(stats.stored_size for stats in await archive_stats(repository, archives))
+    return backups + archived
 
 
 def print_report(report: CheckReport, *, summary: bool = True) -> None:

@@ -11,7 +11,6 @@ from backstream.cli.options import add_json_argument, add_repo_argument, open_re
 from backstream.plugins import Plugins
 from backstream.repository.check import CleanupAction, cleanup
 from backstream.retention import parse_duration
-from backstream.verify.archives import ARCHIVES
 
 NAME = "cleanup"
 HELP = "remove orphaned objects and stale locks older than a grace period"
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def work() -> list[CleanupAction]:
         repository = await open_repository(args, plugins)
-        return await cleanup(repository, older_than=grace, dry_run=args.dry_run, archives=ARCHIVES)
+        return await cleanup(repository, older_than=grace, dry_run=args.dry_run, archives=plugins.log_archives())
 
     actions = run_async(work)
     if args.json:

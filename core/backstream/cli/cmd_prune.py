@@ -7,13 +7,13 @@ Prints every backup with keep/delete and the reasons; deletes under the reposito
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backstream.binlog.prune import prune_binlogs
 from backstream.cli.options import add_json_argument, add_repo_argument, open_repository, print_json, run_async
-from backstream.pitr.prune import prune_wal
 from backstream.plugins import Plugins
+from backstream.protocols import LogArchive
 from backstream.repository import Manifest, Repository, format_time, utc_now
 from backstream.retention import COMPLETE, ArchiveDecision, Backup, Decision, Policy, decide, parse_duration
 
@@ -54,23 +54,27 @@ def as_backup(manifest: Manifest) -> Backup:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """Decisions on backups, then on the archived WAL segments and binlogs the kept ones need."""
+    """Decisions on backups, then on the files of the log archives the kept ones need."""
 
     backups: list[Decision]
-    archive: list[tuple[str, ArchiveDecision]]  # (kind, decision); kind is "wal" or "binlog <server id>"
+    archive: list[tuple[str, ArchiveDecision]]  # (label, decision): the archive's label, e.g. "wal" or "binlog 7"
 
 
-async def prune(repository: Repository, policy: Policy, *, dry_run: bool) -> PruneResult:
+async def prune(
+    repository: Repository, policy: Policy, *, dry_run: bool, archives: Sequence[LogArchive] = ()
+) -> PruneResult:
     """Decide with ``policy`` now; unless ``dry_run``, delete (manifest first, then objects) under the lock,
-    then the WAL segments and binlogs that no kept backup's recovery window needs."""
+    then the files of ``archives`` that no kept backup's recovery window needs."""
     if dry_run:
-        return await _prune_locked(repository, policy, dry_run=True)
+        return await _prune_locked(repository, policy, dry_run=True, archives=archives)
     decide([], policy, utc_now())  # an empty policy fails before taking the lock
     async with repository.lock("prune", exclusive=True):
-        return await _prune_locked(repository, policy, dry_run=False)
+        return await _prune_locked(repository, policy, dry_run=False, archives=archives)
 
 
-async def _prune_locked(repository: Repository, policy: Policy, *, dry_run: bool) -> PruneResult:
+async def _prune_locked(
+    repository: Repository, policy: Policy, *, dry_run: bool, archives: Sequence[LogArchive]
+) -> PruneResult:
     manifests = await repository.manifests()
     decisions = decide([as_backup(m) for m in manifests], policy, utc_now())
     kept_ids = {d.backup.id for d in decisions if d.keep}
@@ -80,11 +84,9 @@ async def _prune_locked(repository: Repository, policy: Policy, *, dry_run: bool
                 await repository.storage.delete(Repository.manifest_path(decision.backup.id))
                 await repository.remove_objects(decision.backup.id)
     kept = [m for m in manifests if m.backup_id in kept_ids]
-    archive: list[tuple[str, ArchiveDecision]] = [
-        ("wal", d) for d in await prune_wal(repository, kept, dry_run=dry_run)
-    ]
-    for item in await prune_binlogs(repository, kept, dry_run=dry_run, lock=False):
-        archive.append((f"binlog {item.server_id}", item.decision))
+    archive: list[tuple[str, ArchiveDecision]] = []
+    for log_archive in archives:
+        archive += await log_archive.prune(repository, kept, dry_run=dry_run)
     return PruneResult(decisions, archive)
 
 
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
 
     async def work() -> PruneResult:
-        return await prune(await open_repository(args, plugins), policy, dry_run=args.dry_run)
+        repository = await open_repository(args, plugins)
+        return await prune(repository, policy, dry_run=args.dry_run, archives=plugins.log_archives())
 
     result = run_async(work)
     decisions = result.backups

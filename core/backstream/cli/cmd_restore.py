@@ -6,24 +6,23 @@ The target is left untouched if anything fails (integrity, decryption, the resto
 from __future__ import annotations
 
 import argparse
+import os
 
 from backstream.cli.cmd_verify import verify_restored
 from backstream.cli.crypto_args import add_key_options, audit_log, provider_options
 from backstream.cli.options import (
+    REPO_ENV,
     add_json_argument,
     add_repo_argument,
     key_values,
     print_json,
-    repo_url,
     run_async,
     storage_options,
 )
 from backstream.cli.progress_display import add_progress_arguments, progress_display, quiet
-from backstream.errors import ConfigError
-from backstream.jobs import KeyOptions, restore
-from backstream.pitr.restore_cli import add_pitr_arguments
+from backstream.jobs import KeyOptions, restore_request
 from backstream.plugins import Plugins
-from backstream.repository import Manifest, redact_url
+from backstream.protocols import RestoreOutcome, RestoreRequest
 
 NAME = "restore"
 HELP = "restore a backup into a database"
@@ -54,55 +53,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser)
     add_progress_arguments(parser)
     add_key_options(parser)
-    add_pitr_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "to_dir", None):  # PostgreSQL physical backup + WAL (backstream.pitr)
-        from backstream.pitr.restore_cli import run_to_dir
-
-        return run_to_dir(args)
-    if not args.to:
-        raise ConfigError("say where to restore: --to TARGET (a database URL) or --to-dir DATADIR (PostgreSQL)")
-    if getattr(args, "tablespace_map", None):
-        raise ConfigError("--tablespace-map applies to physical restores only (--to-dir DATADIR)")
-    if args.target_time and not getattr(args, "to_dir", None):  # MySQL/MariaDB and SQLite (backstream.binlog)
-        from backstream.binlog.cli_restore import run_target_time
-
-        return run_target_time(args)
-    url = repo_url(args)
+    """Restore by the path of the backup's kind (``backstream.jobs.restore_request``): the plain
+    restore into ``--to``, or the one a source plugin offers (a data directory, a point in time)."""
     options = key_values(args.option, "target option")
     if args.jobs is not None:
         options["jobs"] = str(args.jobs)
     progress = progress_display("restore", args)
+    request = RestoreRequest(
+        backup=args.backup,
+        repo=args.repo or os.environ.get(REPO_ENV) or "",
+        to=args.to,
+        target_time=args.target_time,
+        force=args.force,
+        source=args.source,
+        options=options,
+        storage_options=storage_options(args),
+        extra={key: value for key, value in vars(args).items() if not key.startswith("_")},
+        keys=KeyOptions(provider_options=provider_options(args), audit=audit_log(args)),
+        progress=progress,
+    )
     plugins = Plugins.load()
 
-    async def work() -> Manifest:
-        return await restore(
-            args.backup,
-            repo=url,
-            to=args.to,
-            force=args.force,
-            source=args.source,
-            options=options,
-            plugins=plugins,
-            progress=progress,
-            storage_options=storage_options(args),
-            keys=KeyOptions(provider_options=provider_options(args), audit=audit_log(args)),
-        )
+    async def work() -> RestoreOutcome:
+        return await restore_request(request, plugins=plugins)
 
     try:
-        manifest = run_async(work)
+        outcome = run_async(work)
     finally:
         progress.close()
-    target = redact_url(args.to)
-    report = verify_restored(plugins, manifest, args.to, args.verify) if args.verify else None
+    report = None
+    if args.verify and outcome.manifest is not None and outcome.verify_target is not None:
+        report = verify_restored(plugins, outcome.manifest, outcome.verify_target, args.verify)
     if args.json:
-        document = {"backup_id": manifest.backup_id, "target": target, "plaintext_size": manifest.plaintext_size}
-        print_json({**document, "verification": report.to_dict()} if report else document)
+        print_json({**outcome.document, "verification": report.to_dict()} if report else dict(outcome.document))
     else:
         if not quiet(args):
-            print(f"restored {manifest.backup_id} to {target}")
+            print(outcome.summary)
         if report and not (quiet(args) and report.ok):
             print(report.table())
     return 1 if report and not report.ok else 0

@@ -1,7 +1,7 @@
 """``backstream stats --repo URL``: backup count, success rate, sizes and the newest good backup.
 
-Computed from the manifests and the records of failed attempts; the WAL and binlog archives
-are their own lines (files, size as produced and as stored), read from their records.
+Computed from the manifests and the records of failed attempts; each log archive is a line of its
+own (files, size as produced and as stored, read from its records) with the recovery window it gives.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from backstream.cli.options import (
 from backstream.plugins import Plugins
 from backstream.repository import RepositoryStats, format_time
 from backstream.repository.archive_stats import ArchiveStats, archive_stats
-from backstream.verify.archives import ARCHIVES
 
 NAME = "stats"
 HELP = "show repository statistics"
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def work() -> tuple[str, RepositoryStats, list[ArchiveStats]]:
         repository = await open_repository(args, plugins)
-        return repository.url, await repository.stats(), await archive_stats(repository, ARCHIVES)
+        return repository.url, await repository.stats(), await archive_stats(repository, plugins.log_archives())
 
     url, stats, archives = run_async(work)
     if args.json:
@@ -61,5 +60,9 @@ def run(args: argparse.Namespace) -> int:
             f"{archive.name + ' archive':<15}{archive.files} files, {human_bytes(archive.plaintext_size)}"
             f" -> {human_bytes(archive.stored_size)} stored{unreadable}"
         )
+        if archive.window is not None:
+            window = archive.window
+            detail = f" ({window.detail})" if window.detail else ""
+            lines.append(f"{'':<15}recoverable from {format_time(window.start)} to {format_time(window.end)}{detail}")
     print("\n".join(lines))
     return 0

@@ -1,6 +1,8 @@
-"""Entry point of the ``backstream`` command: parses arguments and runs one command module.
+"""Entry point of the ``backstream`` command: parses arguments and runs one command.
 
-Each command module exposes ``NAME``, ``HELP``, ``configure(parser)`` and ``run(args) -> int``.
+backstream's own commands are modules exposing ``NAME``, ``HELP``, ``configure(parser)`` and
+``run(args) -> int``; plugins add ``Command`` objects and ``CommandOptions`` for existing commands
+through ``backstream_register_commands`` (docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
-from types import FrameType, ModuleType
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
-from backstream.errors import BackstreamError, os_error_line, primary_error
+from backstream.errors import BackstreamError, PluginError, os_error_line, primary_error
 from backstream.version import __version__
+
+if TYPE_CHECKING:
+    from backstream.plugins import Plugins
+    from backstream.protocols import CommandOptions
 
 COMMANDS: tuple[str, ...] = (
     "backstream.cli.cmd_init",
@@ -39,22 +46,37 @@ COMMANDS: tuple[str, ...] = (
     "backstream.cli.cmd_decrypt",
     "backstream.cli.cmd_keys",
     "backstream.cli.cmd_bench",
-    "backstream.cli.cmd_wal_push",
-    "backstream.cli.cmd_wal_fetch",
-    "backstream.cli.cmd_pitr",
-    "backstream.cli.cmd_verify_pitr",
-    "backstream.cli.cmd_binlog_archive",
     "backstream.cli.cmd_plugins",
 )
-"""Command modules, in the order ``--help`` lists them."""
+"""backstream's own command modules, in the order ``--help`` lists them; the commands plugins add
+come before the last one (``plugins``), in the order they were registered (built-ins first)."""
 
 DEBUG_ENV = "BACKSTREAM_DEBUG"
 
 
 def command_module(name: str) -> str | None:
-    """The module of command ``name`` (``wal-push`` -> ``backstream.cli.cmd_wal_push``), if it exists."""
+    """The module of backstream's own command ``name`` (``list`` -> ``backstream.cli.cmd_list``), if it exists."""
     module = "backstream.cli.cmd_" + name.replace("-", "_")
     return module if module in COMMANDS else None
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One subcommand as the parser sees it: its word, help, how to configure and run it, the
+    plugin that provides it (None for backstream's own) and the options plugins add to it, each
+    with the name of the plugin that adds them."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    provider: str | None = None
+    options: tuple[tuple[str, CommandOptions], ...] = field(default=())
+
+    @classmethod
+    def of_module(cls, dotted: str) -> CommandSpec:
+        module = importlib.import_module(dotted)
+        return cls(module.NAME, module.HELP, module.configure, module.run)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +86,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"backstream: error: {message} (see: {self.prog} --help)\n")
 
 
-def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[CommandSpec]) -> argparse.ArgumentParser:
+    """The parser of ``commands``, each with the options plugins add to it; a plugin whose command
+    or options cannot be configured (say, an option another one already added) is a PluginError."""
     parser = _Parser(
         prog="backstream",
         description="Streaming backup and point-in-time recovery for PostgreSQL, MySQL/MariaDB and SQLite.",
@@ -77,24 +101,88 @@ def build_parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
         default=bool(os.environ.get(DEBUG_ENV)),
         help=f"show the traceback behind an error, not just its one line (also: ${DEBUG_ENV}=1)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in modules:
-        sub = commands.add_parser(module.NAME, help=module.HELP.replace("%", "%%"), description=module.HELP)
-        module.configure(sub)
-        sub.set_defaults(_run=module.run)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in commands:
+        sub = subparsers.add_parser(command.name, help=command.help.replace("%", "%%"), description=command.help)
+        if command.provider is None:
+            command.configure(sub)  # backstream's own: a failure is a bug, shown with its traceback
+        else:
+            _configure(command.provider, f"its command {command.name!r}", command.configure, sub)
+        for provider, extra in command.options:
+            _configure(provider, f"its options of {command.name!r}", extra.configure, sub)
+        sub.set_defaults(_run=command.run, _checks=[extra.check for _, extra in command.options])
     return parser
+
+
+def _configure(
+    provider: str, what: str, configure: Callable[[argparse.ArgumentParser], None], parser: argparse.ArgumentParser
+) -> None:
+    try:
+        configure(parser)
+    except Exception as exc:
+        raise PluginError(f"plugin {provider!r} failed to configure {what}: {exc}") from exc
+
+
+def plugin_commands(plugins: Plugins) -> tuple[list[CommandSpec], dict[str, list[tuple[str, CommandOptions]]]]:
+    """The commands plugins add, in registration order, and by command name the options they add
+    to commands (with the provider of each)."""
+    from backstream.protocols import Command, CommandOptions
+
+    commands: list[CommandSpec] = []
+    options: dict[str, list[tuple[str, CommandOptions]]] = {}
+    for entry in plugins.commands().registered():
+        factory = entry.factory
+        if isinstance(factory, CommandOptions):
+            options.setdefault(factory.extends, []).append((entry.provider, factory))
+        elif isinstance(factory, Command):
+            if command_module(entry.name) is not None:
+                raise PluginError(f"plugin {entry.provider!r} registers command {entry.name!r}, which backstream has")
+            commands.append(CommandSpec(entry.name, factory.help, factory.configure, factory.run, entry.provider))
+        else:
+            raise PluginError(
+                f"plugin {entry.provider!r} registered {entry.name!r} as a command, but it has neither "
+                "help, configure and run (a Command) nor extends, configure and check (CommandOptions)"
+            )
+    own = {dotted.rsplit(".cmd_", 1)[1].replace("_", "-") for dotted in COMMANDS}
+    known = own | {command.name for command in commands}
+    for name, extras in options.items():
+        if name not in known:
+            raise PluginError(f"plugin {extras[0][0]!r} adds options to {name!r}, which is no command")
+    return commands, options
+
+
+def choose_commands(first: str | None, plugins: Plugins | None) -> list[CommandSpec]:
+    """The commands to build the parser from: only the one named by ``first`` (start-up time counts:
+    a backup should start streaming at once), or every command for --help, no command or an
+    unknown one; each with the options plugins add to it."""
+    found, options = plugin_commands(plugins) if plugins is not None else ([], {})
+    chosen = command_module(first) if first else None
+    if chosen is not None:
+        ordered = [CommandSpec.of_module(chosen)]
+    elif first is not None and any(command.name == first for command in found):
+        ordered = [command for command in found if command.name == first]
+    else:
+        own = [CommandSpec.of_module(dotted) for dotted in COMMANDS]
+        ordered = [*own[:-1], *found, *own[-1:]]
+    return [
+        CommandSpec(c.name, c.help, c.configure, c.run, c.provider, tuple(options.get(c.name, ()))) for c in ordered
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a script, exits with) the process exit code."""
     words = list(sys.argv[1:] if argv is None else argv)
-    # Only the chosen command's module is imported (start-up time counts: PostgreSQL runs wal-push
-    # once per WAL file, and a backup should start streaming at once); all of them for --help,
-    # no command or an unknown one.
     first = next((word for word in words if not word.startswith("-")), None)
-    chosen = command_module(first) if first else None
-    modules = [importlib.import_module(name) for name in ((chosen,) if chosen else COMMANDS)]
-    parser = build_parser(modules)
+    debug = "--debug" in words or bool(os.environ.get(DEBUG_ENV))
+    try:
+        if first is None and "--version" in words:
+            parser = build_parser([])  # the version alone: no command, no plugin is imported
+        else:
+            from backstream.plugins import Plugins  # the commands plugins add, and their options
+
+            parser = build_parser(choose_commands(first, Plugins.load()))
+    except BackstreamError as exc:
+        return _failed(exc, [], debug=debug)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not getattr(args, "_run", None):
@@ -102,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     received: list[int] = []
     try:
+        for check in args._checks:
+            check(args)
         with _stop_signals_interrupt(received):
             code: int = args._run(args)
         return code

@@ -9,17 +9,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO, TypeVar
-
-import anyio
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from backstream.cli.progress_display import ProgressDisplay
 from backstream.errors import ConfigError
 from backstream.plugins import Plugins
 from backstream.repository import Repository
-
-T = TypeVar("T")
+from backstream.runtime import run_async as run_async  # re-exported: the command modules' helper
 
 REPO_ENV = "BACKSTREAM_REPO"
 
@@ -71,11 +68,6 @@ def storage_options(args: argparse.Namespace) -> dict[str, Any]:
 async def open_repository(args: argparse.Namespace, plugins: Plugins) -> Repository:
     storage = plugins.open_storage(repo_url(args), **storage_options(args))
     return await Repository.open(storage)
-
-
-def run_async(func: Callable[[], Awaitable[T]]) -> T:
-    """Run one coroutine function on asyncio (the backend backstream needs)."""
-    return anyio.run(func, backend="asyncio")
 
 
 def print_json(value: Any) -> None:

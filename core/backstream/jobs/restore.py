@@ -84,7 +84,7 @@ async def restore(
         raise ConfigError(
             f"backup {manifest.backup_id} has {len(manifest.objects)} files but the {kind} plugin restores one stream"
         )
-    reader = _Reader(plugins, repository, manifest, keys, progress)
+    reader = ObjectReader(plugins, repository, manifest, keys, progress)
     expect_total(progress, manifest.stored_size)
 
     started = utc_now()
@@ -127,7 +127,7 @@ async def restore(
     return manifest
 
 
-class _Reader:
+class ObjectReader:
     """Opens the stored objects of one backup as verified, decrypted, decompressed byte sources."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """Repository check and cleanup: every manifest parses, every object it names exists with the
 recorded size and sha256; orphans (objects no manifest names, ``.partial`` temp objects, stale locks).
-The same for archives kept beside the backups (PostgreSQL WAL, MySQL binlogs): every record
+The same for the log archives kept beside the backups (``LogArchive`` plugins): every record
 parses and the object it names is there, whole.
 
 ``cleanup`` removes orphans older than a grace period under the exclusive lock, never a path a manifest names.
@@ -18,7 +18,7 @@ import anyio
 
 from backstream.errors import BackstreamError
 from backstream.progress import Progress
-from backstream.protocols import EmptyFolders, MultipartUploads
+from backstream.protocols import EmptyFolders, LogArchive, MultipartUploads
 from backstream.repository.blobs import list_under, read_small
 from backstream.repository.ids import backup_id_time, format_time, is_backup_id, utc_now
 from backstream.repository.lock import LOCKS_PREFIX, read_locks, stale_reason
@@ -40,16 +40,6 @@ class ArchivedFile:
     record: ObjectRecord
     context: dict[str, str]
     plaintext_sha256: str
-
-
-@dataclass(frozen=True)
-class Archive:
-    """An archive beside the backups: ``prefix`` holds ``<name>.json`` records (the commit points)
-    and the objects they name; ``parse(data, where, repository_id)`` reads one record."""
-
-    name: str
-    prefix: str
-    parse: Callable[[bytes, str, str], ArchivedFile]
 
 
 ReadArchived = Callable[[ArchivedFile], Awaitable[Any]]
@@ -141,7 +131,7 @@ async def check_repository(
     *,
     read_data: ReadData | None = None,
     hash_objects: bool = True,
-    archives: Sequence[Archive] = (),
+    archives: Sequence[LogArchive] = (),
     read_archived: ReadArchived | None = None,
     progress: Progress | None = None,
 ) -> CheckReport:
@@ -256,7 +246,7 @@ async def _check_group(
 
 async def _check_archive(
     repository: Repository,
-    archive: Archive,
+    archive: LogArchive,
     report: CheckReport,
     read_archived: ReadArchived | None,
     hash_objects: bool,
@@ -273,7 +263,7 @@ async def _check_archive(
     async def one(path: str) -> None:
         async with limiter:
             try:
-                archived = archive.parse(await read_small(storage, path), path, repository.repository_id)
+                archived = archive.parse_record(await read_small(storage, path), path, repository.repository_id)
             except BackstreamError as exc:
                 found.append(Problem("record", path, str(exc)))
                 unreadable.add(path[: -len(RECORD_SUFFIX)])  # its object is no orphan: the record is broken
@@ -388,7 +378,7 @@ class CleanupAction:
 
 
 async def cleanup(
-    repository: Repository, *, older_than: timedelta, dry_run: bool = False, archives: Sequence[Archive] = ()
+    repository: Repository, *, older_than: timedelta, dry_run: bool = False, archives: Sequence[LogArchive] = ()
 ) -> list[CleanupAction]:
     """Remove orphans older than ``older_than`` (under the exclusive lock unless ``dry_run``).
     Orphans in ``archives`` are listed as kept (a push may be writing them), except multipart
@@ -405,7 +395,7 @@ async def _cleanup(
     *,
     dry_run: bool,
     own_lock: str | None,
-    archives: Sequence[Archive] = (),
+    archives: Sequence[LogArchive] = (),
 ) -> list[CleanupAction]:
     report = await check_repository(repository, hash_objects=False, archives=archives)
     now = utc_now()

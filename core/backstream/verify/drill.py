@@ -1,6 +1,6 @@
 """Restore drills and verification: the catalog taken at backup time, checks of a restored target,
-drills into a scratch target recorded under ``backups/<id>/drills/`` (physical base backups: in
-``backstream.verify.physical``), and end-to-end object reads.
+drills into a scratch target recorded under ``backups/<id>/drills/`` (or the drill of the backup's
+source plugin, a ``RestoreDrill``), and end-to-end object reads.
 
 The committed manifest is never rewritten: a drill is a separate small JSON file beside it.
 """
@@ -22,9 +22,8 @@ from backstream.jobs.common import compressor, error_line, open_repository
 from backstream.jobs.encryption import KeyOptions, open_decrypting
 from backstream.jobs.restore import restore, verified
 from backstream.pipeline import Pipeline, Transform
-from backstream.pitr.targets import PHYSICAL_KIND
 from backstream.plugins import Plugins
-from backstream.protocols import ByteWriter, CheckResult
+from backstream.protocols import ByteWriter, CheckResult, RestoreDrill
 from backstream.repository import Manifest, ObjectRecord, Repository, format_time, parse_time, utc_now
 from backstream.repository.blobs import list_under, read_small, write_small
 from backstream.repository.repo import BACKUPS_PREFIX
@@ -89,8 +88,8 @@ async def run_drill(
 
     :param scratch: the server to create the scratch database on (a URL with credentials); by
         default the backup's own source server (its URL as recorded, without a password). For a
-        physical base backup: the directory to make the scratch directory in (default: $TMPDIR);
-        see ``backstream.verify.physical``.
+        backup whose source plugin drills it itself (a ``RestoreDrill``, e.g. a physical base
+        backup), what that plugin makes of it (a directory to make the scratch directory in).
     """
     keys = keys or KeyOptions()  # one per job: its key providers are configured once
     check_level(level)
@@ -100,15 +99,15 @@ async def run_drill(
     if not manifest.ok:
         raise ConfigError(f"backup {manifest.backup_id} has status {manifest.status!r}; only good backups verify")
     async with repository.lock("verify", exclusive=False, backup_id=manifest.backup_id):
-        if manifest.source.kind == PHYSICAL_KIND:
-            from backstream.verify.physical import physical_drill  # its tools only when needed
-
+        sources = plugins.sources()
+        own = sources.get(manifest.source.kind) if manifest.source.kind in sources else None
+        if isinstance(own, RestoreDrill):
             url = repo if isinstance(repo, str) else repository.storage.url
-            drill = await physical_drill(
-                manifest, repository, url, level=level, plugins=plugins, keys=keys,
+            drill = await own.drill(
+                manifest, repository, repo_url=url, level=level, plugins=plugins, keys=keys,
                 storage_options=storage_options, scratch=scratch,
             )  # fmt: skip
-            report = Report(level, tuple(drill.results), {"databases": drill.databases})
+            report = Report(level, tuple(drill.results), dict(drill.details))
             result = DrillResult(manifest, report, drill.restore_seconds, utc_now())
         else:
             result = await _logical_drill(plugins, repository, manifest, level, scratch, keys)

@@ -107,16 +107,10 @@ def redact(url: str) -> str:
         return "<unparsable URL>"
 
 
-
-
 def _flag(value: object) -> bool:
     if isinstance(value, bool):
         return value
     return value is not None and str(value).strip().lower() in TRUE_WORDS
-
-
-
-
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -510,10 +504,7 @@ class MySQLSource:
                     _create(cur, target, collation)
                 for trigger in new.triggers:  # a table with triggers cannot change database
                     cur.execute(f"DROP TRIGGER {quote_mysql_ident(scratch)}.{quote_mysql_ident(trigger.name)}")
-                pairs = [
-                    (_qualified(scratch, t), _qualified(target, t))
-                    for t in new.tables
-                ]
+                pairs = [(_qualified(scratch, t), _qualified(target, t)) for t in new.tables]
                 if old.tables or old.views:
                     trash = _scratch_name(target, "old")
                     _create(cur, trash, None)
@@ -521,10 +512,7 @@ class MySQLSource:
                         cur.execute(f"DROP TRIGGER {quote_mysql_ident(target)}.{quote_mysql_ident(trigger.name)}")
                     for view in old.views:
                         cur.execute(f"DROP VIEW {quote_mysql_ident(target)}.{quote_mysql_ident(view.name)}")
-                    moved = [
-                        (_qualified(target, t), _qualified(trash, t))
-                        for t in old.tables
-                    ]
+                    moved = [(_qualified(target, t), _qualified(trash, t)) for t in old.tables]
                     pairs = moved + pairs
                 if pairs:
                     statement = "RENAME TABLE " + ", ".join(f"{a} TO {b}" for a, b in pairs)
@@ -700,6 +688,19 @@ class MySQLFactory:
 
     def open(self, url: str, options: Mapping[str, str]) -> MySQLSource:
         return MySQLSource(url, options)
+
+    def claims(self, request: Any) -> bool:
+        return False
+
+    async def restore_backup(self, request: Any, plugins: Any) -> Any:
+        """``--target-time``: the point-in-time path; otherwise the plain restore."""
+        if request.target_time:
+            from backstream.binlog.cli_restore import restore_at_time
+
+            return await restore_at_time(request, plugins)
+        from backstream.jobs import restore_plain
+
+        return await restore_plain(request, plugins)
 
 
 @hookimpl

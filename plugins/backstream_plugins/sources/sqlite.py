@@ -384,6 +384,19 @@ class SqliteFactory:
     def open(self, url: str, options: Mapping[str, str]) -> SqliteSource:
         return SqliteSource(path_from_url(url), options)
 
+    def claims(self, request: Any) -> bool:
+        return False
+
+    async def restore_backup(self, request: Any, plugins: Any) -> Any:
+        """``--target-time``: the point-in-time path; otherwise the plain restore."""
+        if request.target_time:
+            from backstream.binlog.cli_restore import restore_at_time
+
+            return await restore_at_time(request, plugins)
+        from backstream.jobs import restore_plain
+
+        return await restore_plain(request, plugins)
+
 
 @hookimpl
 def backstream_register_sources(register: Register[Any]) -> None:

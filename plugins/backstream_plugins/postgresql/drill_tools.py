@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-
-from backstream.protocols import CheckResult
-from backstream.tools import kill_tool, open_tool
+from backstream import CheckResult, kill_tool, open_tool
 from backstream.verify.report import FAIL, PASS, SKIP, includes
 
 OUTPUT_LIMIT = 64 * 1024

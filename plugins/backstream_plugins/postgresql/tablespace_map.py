@@ -6,7 +6,7 @@ it back the same way (``do_pg_backup_start`` / ``read_tablespace_map``); these f
 
 from __future__ import annotations
 
-from backstream.errors import SourceError
+from backstream import SourceError
 
 
 def parse_tablespace_map(data: bytes) -> list[tuple[str, bytes]]:

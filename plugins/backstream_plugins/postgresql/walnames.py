@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from backstream.errors import ConfigError
+from backstream import ConfigError
 
 WAL_PREFIX = "wal/"
 SIDECAR_SUFFIX = ".json"

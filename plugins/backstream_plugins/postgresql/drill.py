@@ -18,20 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from backstream.errors import BackstreamError, ConfigError, SourceError
+from backstream import BackstreamError, Check, CheckResult, ConfigError, Plugins, SourceError
 from backstream.jobs.common import error_line
 from backstream.jobs.encryption import KeyOptions
-from backstream.pgsession import PgSession, import_psycopg
-from backstream.pitr.pg_restore_dir import WAL_CONFIG_NAME, restore_to_dir, server_bindir, start_restored
-from backstream.pitr.targets import RecoveryTarget
-from backstream.pitr.walconfig import WalConfig, absolute_repo
-from backstream.plugins import Plugins
-from backstream.protocols import Check, CheckResult
 from backstream.repository import Manifest, Repository
 from backstream.verify.catalog import checker
-from backstream.verify.pg_scratch import ScratchCluster, configure, link_tablespaces, scratch_cluster
-from backstream.verify.pg_tools import amcheck_cluster, verify_files
 from backstream.verify.report import FAIL, PASS, SKIP, includes
+
+from backstream_plugins.postgresql.drill_cluster import ScratchCluster, configure, link_tablespaces, scratch_cluster
+from backstream_plugins.postgresql.drill_tools import amcheck_cluster, verify_files
+from backstream_plugins.postgresql.restore_dir import WAL_CONFIG_NAME, restore_to_dir, server_bindir, start_restored
+from backstream_plugins.postgresql.session import connect, import_psycopg
+from backstream_plugins.postgresql.targets import RecoveryTarget
+from backstream_plugins.postgresql.walconfig import WalConfig, absolute_repo
 
 DATABASE_CHECKS = "postgresql"
 """The check plugin that inspects each database of the restored cluster (the logical backups' one)."""
@@ -195,10 +194,12 @@ async def _survey(cluster: ScratchCluster, manifest: Manifest) -> tuple[str, str
     for user in dict.fromkeys(u for u in (recorded, "postgres", account) if u):
         for dbname in MAINTENANCE_DATABASES:
             try:
-                async with await PgSession.connect(**cluster.conninfo(dbname, user), connect_timeout=10) as session:
+                async with await connect(**cluster.conninfo(dbname, user)) as session:
                     (superuser,) = (await session.execute(BOOTSTRAP_SUPERUSER))[0]
                     databases = [row[0] for row in await session.execute(DATABASES)]
                 return str(superuser), dbname, [str(name) for name in databases]
+            except SourceError as exc:  # connect's own error: keep the driver's line for the message
+                last = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             except psycopg.Error as exc:
                 last = exc
     raise SourceError(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backstream.pitr.walnames import (
+from backstream.repository import Manifest
+
+from backstream_plugins.postgresql.walnames import (
     DEFAULT_SEGMENT_SIZE,
     SIDECAR_SUFFIX,
     WAL_PREFIX,
@@ -15,7 +17,6 @@ from backstream.pitr.walnames import (
     segment_name,
     segment_number,
 )
-from backstream.repository import Manifest
 
 
 async def archived_names(storage: Any, *, with_objects: bool = False) -> set[str]:

@@ -15,9 +15,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio.to_thread
-from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl, import_psycopg
+from backstream import CheckResult, ConfigError, SourceError
 
-from backstream_plugins.checks.pg_copy_content import CopyContent, catalog_key
+from backstream_plugins.postgresql.copy_content import CopyContent, catalog_key
+from backstream_plugins.postgresql.session import connect_blocking, import_psycopg
 
 READ_SIZE = 256 * 1024
 KEY_FORMAT = 2
@@ -50,20 +51,14 @@ WHERE am.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schem
 
 
 def _connect(url: str) -> Any:
-    psycopg = import_psycopg()
-    try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise SourceError(f"cannot connect for verification: {' '.join(str(exc).split())}") from exc
+    return connect_blocking(url, describe="for verification")
 
 
 def _qualified(schema: str, table: str) -> str:
     return '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
 
 
-def describe(
-    url: str, level: str, max_rows: int | None, content: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def describe(url: str, level: str, max_rows: int | None, content: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The catalog of the database at ``url`` (blocking; run in a worker thread).
 
     Rows and content checksums come from ``content`` when given (read off the backup's own dump);
@@ -122,7 +117,7 @@ def describe(
 
 def dumped_content(url: str) -> dict[str, dict[str, Any]]:
     """Per-table rows and COPY checksums of ``pg_dump --data-only`` of ``url`` (blocking)."""
-    from backstream_plugins.sources.postgresql import data_dump_command
+    from backstream_plugins.postgresql.logical import data_dump_command
 
     argv, env = data_dump_command(url)
     content = CopyContent()
@@ -203,8 +198,3 @@ class PostgresChecks:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_drop, server_url, dbname)
-
-
-@hookimpl
-def backstream_register_checks(register: Register[Any]) -> None:
-    register.add("postgresql", PostgresChecks(), requires=("psycopg",), extra="postgresql")

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from backstream.errors import BackstreamError
-from backstream.pitr.continuity import archived_names
-from backstream.pitr.wal import WalRecord
-from backstream.pitr.walnames import is_segment, sidecar_path
+from backstream import BackstreamError
 from backstream.repository import Manifest, Repository
 from backstream.retention import ArchiveDecision, ArchivedFile, RecoveryStart, archive_to_keep
+
+from backstream_plugins.postgresql.continuity import archived_names
+from backstream_plugins.postgresql.wal import WalRecord
+from backstream_plugins.postgresql.walnames import is_segment, sidecar_path
 
 log = logging.getLogger(__name__)
 

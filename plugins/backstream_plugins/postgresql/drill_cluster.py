@@ -26,9 +26,9 @@ from urllib.parse import quote, urlencode
 
 import anyio
 import anyio.to_thread
+from backstream import ConfigError
 
-from backstream.errors import ConfigError
-from backstream.pitr.pg_restore_dir import server_user
+from backstream_plugins.postgresql.restore_dir import server_user
 
 MAX_SOCKET_PATH = 100
 """A unix socket path is at most 107 bytes; the server adds ``/.s.PGSQL.<port>``."""

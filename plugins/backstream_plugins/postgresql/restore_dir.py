@@ -27,18 +27,17 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-
-from backstream.errors import ConfigError, RepositoryError, SourceError, primary_error
+from backstream import ConfigError, Plugins, RepositoryError, SourceError, primary_error
+from backstream.jobs import ObjectReader
 from backstream.jobs.common import open_repository
 from backstream.jobs.encryption import KeyOptions
-from backstream.jobs.restore import _Reader
-from backstream.pitr.continuity import archived_names, backup_gap
-from backstream.pitr.tablespace_map import format_tablespace_map, parse_tablespace_map
-from backstream.pitr.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
-from backstream.pitr.walconfig import WalConfig
-from backstream.plugins import Plugins
 from backstream.repository import Manifest, ObjectRecord
 from backstream.tarsafe import extract_member
+
+from backstream_plugins.postgresql.continuity import archived_names, backup_gap
+from backstream_plugins.postgresql.tablespace_map import format_tablespace_map, parse_tablespace_map
+from backstream_plugins.postgresql.targets import PHYSICAL_KIND, RecoveryTarget, choose_backup
+from backstream_plugins.postgresql.walconfig import WalConfig
 
 BASE_TAR = "base.tar"
 MANIFEST_FILE = "backup_manifest"
@@ -136,7 +135,7 @@ async def restore_to_dir(
         for place in places.values():
             what = "directory mapped for a tablespace" if place in moved else "tablespace directory"
             prepared.append((place, _prepare_dir(place, owner, what=what)))
-        reader = _Reader(plugins, repository, manifest, keys, None)
+        reader = ObjectReader(plugins, repository, manifest, keys, None)
         async with reader.plaintext(base) as chunks:
             await _extract(chunks, data_dir)
         for oid, record in spaces.items():

@@ -14,11 +14,24 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backstream.errors import ConfigError, IntegrityError, RepositoryError, StorageError
-from backstream.pitr.walconfig import WalConfig
-from backstream.pitr.walnames import check_wal_name, is_segment, object_path, segment_name, segment_number, sidecar_path
+from backstream import ConfigError, IntegrityError, RepositoryError, StorageError
+
+from backstream_plugins.postgresql.walconfig import WalConfig
+from backstream_plugins.postgresql.walnames import (
+    check_wal_name,
+    is_segment,
+    object_path,
+    segment_name,
+    segment_number,
+    sidecar_path,
+)
+
+if TYPE_CHECKING:
+    from backstream import Plugins
+    from backstream.jobs import KeyOptions
+    from backstream.repository import Repository
 
 RECORD_FORMAT = "backstream-wal"
 SPOOL_DIR = "backstream-spool"
@@ -245,7 +258,7 @@ def push(config: WalConfig, source: str, *, name: str | None = None) -> bool:
     root = _fast_ok(config)
     if root is not None:
         return _push_local(root, config, source, name)
-    from backstream.cli.options import run_async
+    from backstream.runtime import run_async
 
     return run_async(lambda: _push_general(config, source, name))
 
@@ -324,14 +337,13 @@ def _fetch_direct(config: WalConfig, name: str, target: str) -> None:
     root = _local_root(config.repo)
     if root is not None and not config.storage_options and _fetch_local(root, config, name, target):
         return
-    from backstream.cli.options import run_async
+    from backstream.runtime import run_async
 
     run_async(lambda: _fetch_general(config, name, target))
 
 
 async def _push_general(config: WalConfig, source: str, name: str) -> bool:
     import anyio.to_thread
-
     from backstream.defaults import DEFAULT_CIPHER
     from backstream.jobs.common import CompressionSpec, open_repository
     from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepared_providers
@@ -380,18 +392,23 @@ async def _push_general(config: WalConfig, source: str, name: str) -> bool:
 
 
 async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
-    import anyio.to_thread
-
-    from backstream.jobs.common import open_repository
-    from backstream.jobs.encryption import KeyOptions, open_decrypting
-    from backstream.jobs.restore import verified
-    from backstream.pipeline import Pipeline, Transform
-    from backstream.plugins import Plugins
-    from backstream.repository import ObjectRecord
-    from backstream.streams import MemoryWriter, iterable_source, memory_sink
+    from backstream import Plugins
+    from backstream.jobs import KeyOptions, open_repository
 
     plugins = Plugins.load()
     repository = await open_repository(plugins, config.repo, config.storage_options)
+    await fetch_archived(plugins, repository, name, target, KeyOptions(provider_options=config.provider_options))
+
+
+async def fetch_archived(plugins: Plugins, repository: Repository, name: str, target: str, keys: KeyOptions) -> None:
+    """Write archived WAL file ``name`` of ``repository``, checked and decoded, to ``target``
+    (atomically); WalNotFound when it is not archived."""
+    import anyio.to_thread
+    from backstream import MemoryWriter, Pipeline, Transform, iterable_source, memory_sink
+    from backstream.jobs import verified
+    from backstream.jobs.encryption import open_decrypting
+    from backstream.repository import ObjectRecord
+
     storage = repository.storage
     record_path = sidecar_path(name)
     if not await storage.exists(record_path):
@@ -402,7 +419,6 @@ async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
     async with verified(storage.open_read(record.path), as_object) as stored:
         transforms: list[Transform] = []
         if record.cipher:
-            keys = KeyOptions(provider_options=config.provider_options)
             context = wal_context(repository.repository_id, name, record.codec)
             decrypt, stored = await open_decrypting(plugins, stored, context, keys=keys, object_name=name)
             transforms.append(decrypt)

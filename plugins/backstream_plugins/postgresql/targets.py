@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from backstream.errors import ConfigError
-from backstream.pitr.walnames import format_lsn, parse_lsn
+from backstream import ConfigError
 from backstream.repository import Manifest
+
+from backstream_plugins.postgresql.walnames import format_lsn, parse_lsn
 
 PHYSICAL_KIND = "postgresql-physical"
 

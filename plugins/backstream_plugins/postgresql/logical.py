@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaita
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -37,14 +37,10 @@ from backstream import (
     Codec,
     ConfigError,
     JobContext,
-    PgSession,
     PipeChunks,
-    Register,
     SourceError,
     file_sink,
     file_source,
-    hookimpl,
-    import_psycopg,
     kill_tool,
     make_pipe,
     open_tool,
@@ -52,7 +48,11 @@ from backstream import (
     split,
 )
 
-from backstream_plugins.checks.pg_copy_content import CopyContent
+from backstream_plugins.postgresql.copy_content import CopyContent
+from backstream_plugins.postgresql.session import PgSession, connect, import_psycopg
+
+if TYPE_CHECKING:
+    from backstream import Plugins, RestoreOutcome, RestoreRequest
 
 FORMATS = ("plain", "custom", "directory")
 READ_SIZE = 256 * 1024
@@ -171,18 +171,13 @@ class _Conn:
     async def connect(self, settings: _Settings, dbname: str | None = None) -> PgSession:
         """An autocommit session (psycopg in worker threads, so any anyio backend); connection
         failures become one-line SourceErrors."""
-        psycopg = import_psycopg()
         params = dict(self.params)
         if dbname is not None:
             params["dbname"] = dbname
         if self.password is not None:
             params["password"] = self.password
-        params.setdefault("application_name", "backstream")
         params["connect_timeout"] = str(settings.connect_timeout)
-        try:
-            return await PgSession.connect(**params)
-        except psycopg.Error as exc:
-            raise SourceError(f"cannot connect to {self.describe(dbname)}: {_one_line(exc)}") from exc
+        return await connect(describe=f"to {self.describe(dbname)}", **params)
 
 
 def data_dump_command(url: str) -> tuple[list[str], dict[str, str]]:
@@ -906,7 +901,8 @@ async def _drop_quietly(admin: Any, dbname: str) -> None:
 
 
 class PostgresFactory:
-    """Opens ``postgresql://`` / ``postgres://`` URLs."""
+    """Opens ``postgresql://`` / ``postgres://`` URLs. Its restore path is the plain one, but it
+    refuses ``--target-time`` with the way to do that (WAL replayed onto a physical backup)."""
 
     name = "postgresql"
     schemes = frozenset({"postgresql", "postgres"})
@@ -914,7 +910,10 @@ class PostgresFactory:
     def open(self, url: str, options: Mapping[str, str]) -> PostgresSource:
         return PostgresSource(url, options)
 
+    def claims(self, request: RestoreRequest) -> bool:
+        return False
 
-@hookimpl
-def backstream_register_sources(register: Register[Any]) -> None:
-    register.add("postgresql", PostgresFactory(), requires=("psycopg",), extra="postgresql")
+    async def restore_backup(self, request: RestoreRequest, plugins: Plugins) -> RestoreOutcome:
+        from backstream_plugins.postgresql.restore import restore_logical
+
+        return await restore_logical(request, plugins)

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backstream.defaults import DEFAULT_COMPRESSION
-from backstream.errors import ConfigError
+from backstream import DEFAULT_COMPRESSION, ConfigError
 
 CONFIG_ENV = "BACKSTREAM_CONFIG"
 REPO_ENV = "BACKSTREAM_REPO"

@@ -25,25 +25,28 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from backstream import (
     ByteSource,
     ConfigError,
     JobContext,
-    PgSession,
     PipeChunks,
-    Register,
     SourceError,
     file_source,
-    hookimpl,
-    import_psycopg,
     kill_tool,
     make_pipe,
     open_tool,
-    parse_tablespace_map,
 )
+
+from backstream_plugins.postgresql.session import connect, import_psycopg
+
+if TYPE_CHECKING:
+    from backstream import DrillOutcome, Plugins, RestoreOutcome, RestoreRequest
+    from backstream.jobs import KeyOptions
+    from backstream.repository import Manifest, Repository
+from backstream_plugins.postgresql.tablespace_map import parse_tablespace_map
 
 _START = re.compile(r"^START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)", re.MULTILINE)
 _TIMELINE = re.compile(r"^START TIMELINE: (\d+)", re.MULTILINE)
@@ -163,11 +166,11 @@ class PhysicalSource:
 
     async def _server_facts(self) -> dict[str, Any]:
         psycopg = import_psycopg()
-        params = dict(self._params, connect_timeout=self._timeout, application_name="backstream")
+        params = dict(self._params, connect_timeout=self._timeout)
         if self._password is not None:
             params["password"] = self._password
         try:
-            async with await PgSession.connect(**params) as conn:
+            async with await connect(describe=f"to PostgreSQL on {self._where()}", **params) as conn:
                 (row,) = await conn.execute(
                     "SELECT current_setting('server_version'), current_setting('archive_mode'),"
                     " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),"
@@ -417,7 +420,10 @@ def _spooled_members(directory: Path) -> dict[str, bytes]:
 
 
 class PhysicalFactory:
-    """No URL scheme of its own: chosen by ``backstream backup postgresql://... --physical``."""
+    """No URL scheme of its own: chosen by ``backstream backup postgresql://... --physical``.
+
+    Its backups restore into a data directory (a ``RestorePath``: ``restore --to-dir``) and are
+    drilled in a scratch directory with a throwaway server (a ``RestoreDrill``)."""
 
     name = "postgresql-physical"
     schemes: frozenset[str] = frozenset()
@@ -425,7 +431,34 @@ class PhysicalFactory:
     def open(self, url: str, options: Mapping[str, str]) -> PhysicalSource:
         return PhysicalSource(url, options)
 
+    def claims(self, request: RestoreRequest) -> bool:
+        from backstream_plugins.postgresql.restore import claims_directory
 
-@hookimpl
-def backstream_register_sources(register: Register[Any]) -> None:
-    register.add("postgresql-physical", PhysicalFactory(), requires=("psycopg",), extra="postgresql")
+        return claims_directory(request)
+
+    async def restore_backup(self, request: RestoreRequest, plugins: Plugins) -> RestoreOutcome:
+        from backstream_plugins.postgresql.restore import restore_physical  # its tools only when needed
+
+        return await restore_physical(request, plugins)
+
+    async def drill(
+        self,
+        manifest: Manifest,
+        repository: Repository,
+        *,
+        repo_url: str,
+        level: str,
+        plugins: Plugins,
+        keys: KeyOptions,
+        storage_options: Mapping[str, Any] | None = None,
+        scratch: str | None = None,
+    ) -> DrillOutcome:
+        from backstream import DrillOutcome
+
+        from backstream_plugins.postgresql.drill import physical_drill  # its tools only when needed
+
+        drill = await physical_drill(
+            manifest, repository, repo_url, level=level, plugins=plugins, keys=keys,
+            storage_options=storage_options, scratch=scratch,
+        )  # fmt: skip
+        return DrillOutcome(tuple(drill.results), drill.restore_seconds, {"databases": drill.databases})

@@ -12,26 +12,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-
-from backstream.errors import ConfigError, SourceError, VerificationError
+from backstream import ConfigError, Plugins, VerificationError
 from backstream.jobs.common import open_repository
-from backstream.pgsession import PgSession, import_psycopg
-from backstream.pitr.continuity import NotInHistory, archived_names, first_missing_across, needed_from, parse_history
-from backstream.pitr.pg_restore_dir import backstream_executable
-from backstream.pitr.targets import PHYSICAL_KIND
-from backstream.pitr.walconfig import absolute_repo, load_wal_config
-from backstream.pitr.walnames import sidecar_path
-from backstream.plugins import Plugins
 from backstream.repository import Manifest, format_time
 from backstream.repository.urls import redact_url
 
+from backstream_plugins.postgresql.continuity import (
+    NotInHistory,
+    archived_names,
+    first_missing_across,
+    needed_from,
+    parse_history,
+)
+from backstream_plugins.postgresql.restore_dir import backstream_executable
+from backstream_plugins.postgresql.session import PgSession, connect, import_psycopg
+from backstream_plugins.postgresql.targets import PHYSICAL_KIND
+from backstream_plugins.postgresql.walconfig import absolute_repo, load_wal_config
+from backstream_plugins.postgresql.walnames import sidecar_path
+
 
 async def _connect(url: str) -> PgSession:
-    psycopg = import_psycopg()
-    try:
-        return await PgSession.connect(url, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise SourceError(f"cannot connect to {redact_url(url)}: {' '.join(str(exc).split())}") from exc
+    return await connect(url, describe=f"to {redact_url(url)}")
 
 
 def archive_command(repo: str, config_file: str | None = None) -> str:
