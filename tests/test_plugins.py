@@ -21,7 +21,7 @@ from backstream import (
     hookimpl,
     make_plugin_manager,
 )
-from backstream.plugins import DEFAULT_PLUGINS
+from backstream.plugins import BUILTIN_PLUGINS, DEFAULT_PLUGINS, FAMILIES
 
 
 class NullFactory:
@@ -173,3 +173,38 @@ def test_storage_is_chosen_by_protocol_with_a_wildcard_fallback() -> None:
     assert plugins.open_storage("sftp://host/repo") == ("special", "sftp://host/repo")
     assert plugins.open_storage("s3://bucket/repo") == ("any", "s3://bucket/repo")
     assert plugins.open_storage("/local/path") == ("any", "/local/path")
+
+
+def test_the_built_in_table_names_the_families_each_module_registers() -> None:
+    """Lazy loading trusts BUILTIN_PLUGINS: a family missing there would silently lose plugins."""
+    import importlib
+
+    hooks = {hook: family for family, hook in FAMILIES.items()}
+    for dotted, families in BUILTIN_PLUGINS.items():
+        module = importlib.import_module(dotted)
+        registered = {hooks[name] for name in dir(module) if name in hooks}
+        assert registered == set(families), dotted
+
+
+def test_built_ins_are_imported_only_when_their_family_is_first_used() -> None:
+    code = (
+        "import sys; from backstream.plugins import Plugins; p = Plugins.load(autoload=False); "
+        "loaded = lambda: sorted(m for m in sys.modules if m.startswith('backstream_plugins.')); "
+        "print(loaded()); p.compressors(); print(loaded())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    after = eval(out[1])  # a list literal printed by the child
+    assert "backstream_plugins.compress.zstd" in after
+    assert not any(".kms." in name or ".cipher." in name or ".sources." in name for name in after), after
+
+
+def test_lazily_loaded_built_ins_come_before_plugins_registered_earlier() -> None:
+    class Late:
+        @hookimpl
+        def backstream_register_compressors(self, register: Register[Any]) -> None:
+            register.add("late", NullFactory("late"))
+
+    plugins = Plugins.load(autoload=False, extra_plugins=[Late()])
+    names = [entry.name for entry in plugins.compressors().registered()]
+    assert names[0] == "none" and names[-1] == "late", names

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pluggy
@@ -38,29 +38,35 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "backstream"
 AUTOLOAD_SWITCH = "BACKSTREAM_DISABLE_PLUGIN_AUTOLOAD"
 
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "backstream_plugins.compress.none",
-    "backstream_plugins.compress.gzip",
-    "backstream_plugins.compress.bz2",
-    "backstream_plugins.compress.xz",
-    "backstream_plugins.compress.zstd",
-    "backstream_plugins.compress.lz4",
-    "backstream_plugins.storage.fsspec_store",
-    "backstream_plugins.cipher.chacha20_poly1305",
-    "backstream_plugins.cipher.aes_256_gcm",
-    "backstream_plugins.kms.passphrase",
-    "backstream_plugins.kms.local",
-    "backstream_plugins.kms.aws_kms",
-    "backstream_plugins.kms.azure_keyvault",
-    "backstream_plugins.kms.gcp_kms",
-    "backstream_plugins.postgresql",
-    "backstream_plugins.sources.sqlite",
-    "backstream_plugins.checks.sqlite_checks",
-    "backstream_plugins.sources.mysql",
-    "backstream_plugins.checks.mysql_checks",
-    "backstream_plugins.mysql",
-)
-"""The built-in plugins, by dotted module name; the core imports nothing else of them."""
+BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
+    "backstream_plugins.compress.none": ("compressor",),
+    "backstream_plugins.compress.gzip": ("compressor",),
+    "backstream_plugins.compress.bz2": ("compressor",),
+    "backstream_plugins.compress.xz": ("compressor",),
+    "backstream_plugins.compress.zstd": ("compressor",),
+    "backstream_plugins.compress.lz4": ("compressor",),
+    "backstream_plugins.storage.fsspec_store": ("storage",),
+    "backstream_plugins.cipher.chacha20_poly1305": ("cipher",),
+    "backstream_plugins.cipher.aes_256_gcm": ("cipher",),
+    "backstream_plugins.kms.passphrase": ("kms",),
+    "backstream_plugins.kms.local": ("kms",),
+    "backstream_plugins.kms.aws_kms": ("kms",),
+    "backstream_plugins.kms.azure_keyvault": ("kms",),
+    "backstream_plugins.kms.gcp_kms": ("kms",),
+    "backstream_plugins.postgresql": ("source", "check", "archive", "command"),
+    "backstream_plugins.sources.sqlite": ("source",),
+    "backstream_plugins.checks.sqlite_checks": ("check",),
+    "backstream_plugins.sources.mysql": ("source",),
+    "backstream_plugins.checks.mysql_checks": ("check",),
+    "backstream_plugins.mysql": ("archive", "command"),
+}
+"""The built-in plugins, by dotted module name, with the families each registers (tests/test_plugins.py
+checks that against the modules). ``Plugins.load()`` imports a built-in only when one of its families
+is first asked for, as fsspec's ``known_implementations`` does: ``wal-push`` imports the engine that
+serves it, not the KMS clients. The core imports nothing else of them."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = tuple(BUILTIN_PLUGINS)
+"""The built-in plugins' module names, in registration order."""
 
 FAMILIES: dict[str, str] = {
     "source": "backstream_register_sources",
@@ -92,11 +98,7 @@ def make_plugin_manager(
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for dotted in defaults:
-        try:
-            module = importlib.import_module(dotted)
-        except ImportError as exc:
-            raise PluginError(f"built-in plugin {dotted!r} cannot be imported: {exc}") from exc
-        pm.register(module, name=dotted)
+        _register_builtin(pm, dotted)
     if autoload is None:
         autoload = not autoload_disabled()
     if autoload:
@@ -108,6 +110,20 @@ def make_plugin_manager(
             ) from exc
     for plugin in extra_plugins:
         pm.register(plugin)
+    _validate(pm)
+    return pm
+
+
+def _register_builtin(pm: pluggy.PluginManager, dotted: str) -> None:
+    try:
+        module = importlib.import_module(dotted)
+    except ImportError as exc:
+        raise PluginError(f"built-in plugin {dotted!r} cannot be imported: {exc}") from exc
+    pm.register(module, name=dotted)
+
+
+def _validate(pm: pluggy.PluginManager) -> None:
+    """Reject misspelled hooks (``check_pending``) and hook wrappers."""
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -116,7 +132,6 @@ def make_plugin_manager(
         if isinstance(hook, pluggy.HookCaller):
             for impl in hook.get_hookimpls():
                 _refuse_wrapper(impl, hook.name)
-    return pm
 
 
 def _refuse_wrapper(impl: Any, hook: str) -> None:
@@ -133,16 +148,21 @@ def _refuse_wrapper(impl: Any, hook: str) -> None:
 class Plugins:
     """Typed access to the registries and lifecycle hooks; callers never touch ``pm.hook``."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: pluggy.PluginManager, *, pending: Mapping[str, Sequence[str]] | None = None) -> None:
+        """``pending``: built-in plugins not registered yet (module -> the families it registers),
+        imported and registered when one of those families is first used."""
         self.pm = pm
+        self._pending = dict(pending or {})
         self._registries: dict[str, Registry[Any]] = {}
         self._versions = {id(plugin): dist.version for plugin, dist in pm.list_plugin_distinfo()}
         self._dists = {id(plugin): dist.project_name for plugin, dist in pm.list_plugin_distinfo()}
 
     @classmethod
     def load(cls, *, autoload: bool | None = None, extra_plugins: Sequence[object] = ()) -> Plugins:
-        """Build a manager with the defaults (see ``make_plugin_manager``) and wrap it."""
-        return cls(make_plugin_manager(autoload=autoload, extra_plugins=extra_plugins))
+        """A manager with the entry-point plugins (unless disabled) and ``extra_plugins``
+        registered now, and the built-ins registered on first use of their families."""
+        pm = make_plugin_manager(autoload=autoload, extra_plugins=extra_plugins, defaults=())
+        return cls(pm, pending=BUILTIN_PLUGINS)
 
     # --- registries ------------------------------------------------------------------------
 
@@ -151,6 +171,7 @@ class Plugins:
         if family not in FAMILIES:
             raise ConfigError(f"unknown plugin family {family!r} (known: {', '.join(FAMILIES)})")
         if family not in self._registries:
+            self._register_pending(family)
             self._registries[family] = self._collect(family)
         return self._registries[family]
 
@@ -221,7 +242,17 @@ class Plugins:
 
     # --- internals --------------------------------------------------------------------------
 
+    def _register_pending(self, family: str | None) -> None:
+        """Import and register the pending built-ins of ``family`` (None: all of them)."""
+        chosen = [dotted for dotted, families in self._pending.items() if family is None or family in families]
+        for dotted in chosen:
+            del self._pending[dotted]
+            _register_builtin(self.pm, dotted)
+        if chosen:
+            _validate(self.pm)
+
     def _notify(self, hook: Any, event: object) -> None:
+        self._register_pending(None)  # a built-in may listen
         for impl in hook.get_hookimpls():
             try:
                 _call(impl, event=event)
@@ -231,7 +262,7 @@ class Plugins:
     def _collect(self, family: str) -> Registry[Any]:
         registry: Registry[Any] = Registry(family)
         hook = getattr(self.pm.hook, FAMILIES[family])
-        for impl in hook.get_hookimpls():  # registration order (pluggy calls the reverse): built-ins first
+        for impl in sorted(hook.get_hookimpls(), key=_builtins_first):  # then registration order
             provider = self._dists.get(id(impl.plugin), impl.plugin_name)
             version = self._versions.get(id(impl.plugin), __version__)
             try:
@@ -241,6 +272,13 @@ class Plugins:
             except Exception as exc:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed to register its {family}s: {exc}") from exc
         return registry
+
+
+def _builtins_first(impl: Any) -> tuple[int, int]:
+    """Built-ins in their table's order, whenever they were registered, then every other plugin
+    (sorted() is stable: those keep their registration order)."""
+    name = impl.plugin_name
+    return (0, DEFAULT_PLUGINS.index(name)) if name in BUILTIN_PLUGINS else (1, 0)
 
 
 def _call(impl: Any, **kwargs: Any) -> object:
