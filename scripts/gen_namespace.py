@@ -4,7 +4,7 @@
 ``_LAZY`` (public name -> defining module) is the one table of the public namespace: at run time
 ``__getattr__`` imports from it and ``__all__`` is its keys; type checkers read the generated
 block (``from module import Name as Name``: an explicit re-export). ``--check`` exits 1 when the
-block is out of date (tests/test_namespace.py runs it).
+block is out of date (tests/core/test_namespace.py runs it).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
     "backstream_plugins.checks.mysql_checks": ("check",),
     "backstream_plugins.mysql": ("archive", "command"),
 }
-"""The built-in plugins, by dotted module name, with the families each registers (tests/test_plugins.py
+"""The built-in plugins, by dotted module name, with the families each registers (tests/core/test_plugins.py
 checks that against the modules). ``Plugins.load()`` imports a built-in only when one of its families
 is first asked for, as fsspec's ``known_implementations`` does: ``wal-push`` imports the engine that
 serves it, not the KMS clients. The core imports nothing else of them."""

@@ -12,7 +12,7 @@ from backstream import ContentTap, DumpsFiles, NamedDump, RestoresFiles, SizedSo
 from backstream.jobs.common import source_factory
 from backstream.plugins import Plugins
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_type_checking_block_is_generated_from_the_table() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from backstream import JobFailed, JobFinished, JobStarted, Plugins, Register, hookimpl, hookspecs, make_plugin_manager
 
-DOCS = Path(__file__).parent.parent / "docs" / "plugins.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 

@@ -2,7 +2,7 @@
 object that is there with its size and sha256; --read-data decodes each one to its recorded
 plaintext; objects without a record are orphans that cleanup leaves alone.
 
-(The binlog archive is checked in tests/test_pitr_mysql.py, which has a MariaDB server.)
+(The binlog archive is checked in tests/plugins/mysql/test_pitr_mysql.py, which has a MariaDB server.)
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fixtures.crypto_objects import NO_AUDIT, cipher, ciphers, providers, stream_of
 
-FORMAT_MD = Path(__file__).resolve().parents[1] / "docs" / "format.md"
+FORMAT_MD = Path(__file__).resolve().parents[2] / "docs" / "format.md"
 AEADS = {"chacha20-poly1305": (1, ChaCha20Poly1305), "aes-256-gcm": (2, AESGCM)}
 
 
