@@ -49,12 +49,6 @@ _LAZY: dict[str, str] = {
     "JobFinished": "backstream.events",
     "JobStarted": "backstream.events",
     "hookimpl": "backstream.hookspecs",
-    "import_pymysql": "backstream.mysqlurl",
-    "mysql_error_text": "backstream.mysqlurl",
-    "MySQLEndpoint": "backstream.mysqlurl",
-    "parse_mysql_url": "backstream.mysqlurl",
-    "quote_mysql_ident": "backstream.mysqlurl",
-    "mysql_password_args": "backstream.optionfile",
     "check_options": "backstream.options",
     "int_option": "backstream.options",
     "Pipeline": "backstream.pipeline",
@@ -164,12 +158,6 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.events import JobFinished as JobFinished
     from backstream.events import JobStarted as JobStarted
     from backstream.hookspecs import hookimpl as hookimpl
-    from backstream.mysqlurl import MySQLEndpoint as MySQLEndpoint
-    from backstream.mysqlurl import import_pymysql as import_pymysql
-    from backstream.mysqlurl import mysql_error_text as mysql_error_text
-    from backstream.mysqlurl import parse_mysql_url as parse_mysql_url
-    from backstream.mysqlurl import quote_mysql_ident as quote_mysql_ident
-    from backstream.optionfile import mysql_password_args as mysql_password_args
     from backstream.options import check_options as check_options
     from backstream.options import int_option as int_option
     from backstream.pipeline import Pipeline as Pipeline
@@ -240,6 +228,12 @@ _MOVED: dict[str, str] = {
     "import_psycopg": "backstream_plugins.postgresql.session",
     "parse_tablespace_map": "backstream_plugins.postgresql.tablespace_map",
     "format_tablespace_map": "backstream_plugins.postgresql.tablespace_map",
+    "MySQLEndpoint": "backstream_plugins.mysql.connection",
+    "import_pymysql": "backstream_plugins.mysql.connection",
+    "mysql_error_text": "backstream_plugins.mysql.connection",
+    "parse_mysql_url": "backstream_plugins.mysql.connection",
+    "quote_mysql_ident": "backstream_plugins.mysql.connection",
+    "mysql_password_args": "backstream_plugins.mysql.optionfile",
 }
 """Deprecated aliases (CHANGELOG.md): names that moved to an engine plugin, imported from there on
 first use with a DeprecationWarning, so that ``import backstream`` imports no database driver.

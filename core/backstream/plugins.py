@@ -54,11 +54,8 @@ BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
     "backstream_plugins.kms.azure_keyvault": ("kms",),
     "backstream_plugins.kms.gcp_kms": ("kms",),
     "backstream_plugins.postgresql": ("source", "check", "archive", "command"),
-    "backstream_plugins.sources.sqlite": ("source",),
-    "backstream_plugins.checks.sqlite_checks": ("check",),
-    "backstream_plugins.sources.mysql": ("source",),
-    "backstream_plugins.checks.mysql_checks": ("check",),
-    "backstream_plugins.mysql": ("archive", "command"),
+    "backstream_plugins.sqlite": ("source", "check", "command"),
+    "backstream_plugins.mysql": ("source", "check", "archive", "command"),
 }
 """The built-in plugins, by dotted module name, with the families each registers (tests/core/test_plugins.py
 checks that against the modules). ``Plugins.load()`` imports a built-in only when one of its families

@@ -41,7 +41,6 @@ COMMANDS: tuple[str, ...] = (
     "backstream.cli.cmd_prune",
     "backstream.cli.cmd_stats",
     "backstream.cli.cmd_run",
-    "backstream.cli.cmd_demo",
     "backstream.cli.cmd_encrypt",
     "backstream.cli.cmd_decrypt",
     "backstream.cli.cmd_keys",

@@ -14,14 +14,15 @@ from collections.abc import Sequence
 
 import anyio.to_thread
 from backstream import ConfigError, Plugins, RecoveryWindow
-from backstream.binlog.archive import archived_records
-from backstream.binlog.layout import BINLOG_PREFIX, BinlogRecord, binlog_sequence, encryption_context
-from backstream.binlog.prune import prune_binlogs, recovery_start
-from backstream.binlog.replay import fetch
 from backstream.jobs import KeyOptions
 from backstream.repository import Manifest, ObjectRecord, Repository
 from backstream.repository.check import ArchivedFile, Problem
 from backstream.retention import ArchiveDecision
+
+from backstream_plugins.mysql.binlog.archive import archived_records
+from backstream_plugins.mysql.binlog.layout import BINLOG_PREFIX, BinlogRecord, binlog_sequence, encryption_context
+from backstream_plugins.mysql.binlog.prune import prune_binlogs, recovery_start
+from backstream_plugins.mysql.binlog.replay import fetch
 
 
 class BinlogArchive:

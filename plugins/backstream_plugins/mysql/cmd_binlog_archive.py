@@ -43,12 +43,13 @@ class BinlogArchive:
         add_key_options(parser, kdf=True)
 
     def run(self, args: argparse.Namespace) -> int:
-        from backstream.binlog import ArchiveResult, archive_binlogs, follow_binlogs
         from backstream.cli.crypto_args import audit_log, provider_options
         from backstream.cli.options import print_json, repo_url, storage_options
         from backstream.jobs import KeyOptions
         from backstream.plugins import Plugins
         from backstream.runtime import run_async
+
+        from backstream_plugins.mysql.binlog import ArchiveResult, archive_binlogs, follow_binlogs
 
         url = repo_url(args)
         plugins = Plugins.load()

@@ -9,8 +9,7 @@ import os
 import stat
 
 import anyio
-from backstream import mysql_password_args
-from backstream.optionfile import option_file_text
+from backstream_plugins.mysql.optionfile import mysql_password_args, option_file_text
 
 
 def test_the_file_is_private_holds_the_escaped_password_and_is_removed_afterwards() -> None:

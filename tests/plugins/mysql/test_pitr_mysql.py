@@ -21,10 +21,10 @@ from pathlib import Path
 import anyio
 import pytest
 from backstream import Plugins
-from backstream.binlog import BinlogRecord, parse_target_time, plan_replay, scan_events, stop_datetime
-from backstream.binlog.prune import prune_binlogs
 from backstream.errors import ConfigError, RepositoryError
 from backstream.jobs import open_repository
+from backstream_plugins.mysql.binlog import BinlogRecord, parse_target_time, plan_replay, scan_events, stop_datetime
+from backstream_plugins.mysql.binlog.prune import prune_binlogs
 from fixtures.mariadb import MariaDBServer
 
 FAST_KDF = ["--kdf-param", "t=1", "--kdf-param", "m=1024", "--kdf-param", "p=1"]

@@ -29,7 +29,7 @@ from backstream import (
     file_source,
     make_plugin_manager,
 )
-from backstream_plugins.sources.mysql import MySQLFactory, MySQLSource, parse_url, redact
+from backstream_plugins.mysql.source import MySQLFactory, MySQLSource, parse_url, redact
 from fixtures.mariadb import MariaDBServer, quote_ident
 from fixtures.processes import child_processes
 from hypothesis import given
@@ -227,7 +227,7 @@ def dumped(mariadb_server: MariaDBServer, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_registry_serves_mysql_and_mariadb_schemes() -> None:
-    plugins = Plugins(make_plugin_manager(autoload=False, defaults=("backstream_plugins.sources.mysql",)))
+    plugins = Plugins(make_plugin_manager(autoload=False, defaults=("backstream_plugins.mysql",)))
     factory = plugins.sources().get("mysql")
     assert factory.schemes == frozenset({"mysql", "mariadb"})
     assert isinstance(factory.open("mariadb://u@h:3307/db", {}), MySQLSource)

@@ -17,19 +17,19 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 from anyio.abc import ByteReceiveStream
-
-from backstream.binlog.layout import BinlogRecord, binlog_sequence, encryption_context
-from backstream.binlog.server import BINLOG_TOOLS, CLIENT_TOOLS, find_tool, tail_lines
 from backstream.errors import ConfigError, IntegrityError, RepositoryError, SourceError
 from backstream.jobs.common import compressor
 from backstream.jobs.encryption import KeyOptions, open_decrypting
-from backstream.mysqlurl import MySQLEndpoint
-from backstream.optionfile import mysql_password_args
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
 from backstream.repository import Repository, format_time
 from backstream.streams import file_sink, iterable_source
 from backstream.tools import kill_tool, open_tool
+
+from backstream_plugins.mysql.binlog.layout import BinlogRecord, binlog_sequence, encryption_context
+from backstream_plugins.mysql.connection import MySQLEndpoint
+from backstream_plugins.mysql.optionfile import mysql_password_args
+from backstream_plugins.mysql.tools import BINLOG_TOOLS, CLIENT_TOOLS, find_tool, tail_lines
 
 READ_SIZE = 256 * 1024
 _AT = re.compile(rb"^# at (\d+)$")

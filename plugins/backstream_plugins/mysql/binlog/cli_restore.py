@@ -1,15 +1,13 @@
-"""The ``restore --target-time`` path for database targets (MySQL/MariaDB replay, SQLite).
-
-The mysql and sqlite source plugins' restore paths hand a request with a target time here.
-"""
+"""The mysql source's ``restore --target-time`` path: dump + binlog replay to the second."""
 
 from __future__ import annotations
 
-from backstream.binlog.restore import TargetTimeResult, parse_target_time, restore_to_time
 from backstream.errors import ConfigError
+from backstream.jobs.target_time import TargetTimeResult, parse_target_time, target_time_outcome
 from backstream.plugins import Plugins
 from backstream.protocols import RestoreOutcome, RestoreRequest
-from backstream.repository import format_time, redact_url
+
+from backstream_plugins.mysql.binlog.restore import restore_to_time
 
 
 async def restore_at_time(request: RestoreRequest, plugins: Plugins) -> RestoreOutcome:
@@ -29,15 +27,4 @@ async def restore_at_time(request: RestoreRequest, plugins: Plugins) -> RestoreO
         storage_options=request.storage_options,
         keys=request.keys,
     )
-    target = redact_url(request.to)
-    if result.mode == "binlog-replay":
-        summary = (
-            f"restored {result.manifest.backup_id} to {target} and replayed {len(result.replayed)} binlog file(s) "
-            f"up to {format_time(result.target_time)}"
-        )
-    else:
-        summary = (
-            f"restored {result.manifest.backup_id} (the newest backup not after {format_time(result.target_time)}) "
-            f"to {target}"
-        )
-    return RestoreOutcome(result.manifest.backup_id, summary, {**result.to_dict(), "target": target})
+    return target_time_outcome(result, request.to, log_files="binlog")

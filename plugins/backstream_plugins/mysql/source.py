@@ -25,21 +25,25 @@ from backstream import (
     ByteSource,
     ConfigError,
     JobContext,
-    MySQLEndpoint,
     PipeChunks,
-    Register,
+    RestoreOutcome,
+    RestoreRequest,
     SourceError,
-    hookimpl,
-    import_pymysql,
     kill_tool,
     make_pipe,
-    mysql_error_text,
-    mysql_password_args,
     open_tool,
-    parse_mysql_url,
     primary_error,
+)
+
+from backstream_plugins.mysql.connection import (
+    MySQLEndpoint,
+    call,
+    connect,
+    mysql_error_text,
+    parse_mysql_url,
     quote_mysql_ident,
 )
+from backstream_plugins.mysql.optionfile import mysql_password_args
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -56,8 +60,6 @@ HEAD_LIMIT = 1024 * 1024
 TAIL_LIMIT = 8 * 1024
 """MariaDB writes the GTID position at the end of a dump: the last bytes are kept to find it."""
 
-CONNECT_TIMEOUT = 10
-"""Seconds to wait for the server when checking the connection (option ``connect_timeout``)."""
 
 LOCK_WAIT_TIMEOUT = 60
 """Seconds the swap waits for metadata locks held by others on the target (option ``lock_wait_timeout``)."""
@@ -249,40 +251,13 @@ class MySQLSource:
         return args
 
     def _connect(self, database: str | None) -> Any:
-        """A pymysql connection (autocommit, utf8mb4); failures become one-line SourceErrors."""
-        pymysql = import_pymysql()
-        endpoint = self.endpoint
-        password = endpoint.password
-        kwargs: dict[str, Any] = {}
-        if password is None:
-            password = os.environ.get("MYSQL_PWD", "")
-            my_cnf = os.path.expanduser("~/.my.cnf")
-            if os.path.isfile(my_cnf):
-                kwargs["read_default_file"] = my_cnf
-        try:
-            return pymysql.connect(
-                host=endpoint.host,
-                port=endpoint.port,
-                user=endpoint.user,
-                password=password,
-                database=database,
-                unix_socket=endpoint.socket,
-                charset="utf8mb4",
-                autocommit=True,
-                connect_timeout=self._seconds("connect_timeout", CONNECT_TIMEOUT),
-                **kwargs,
-            )
-        except pymysql.err.MySQLError as exc:
-            raise SourceError(f"cannot connect to MySQL at {endpoint.describe()}: {mysql_error_text(exc)}") from exc
+        """A connection through the plugin's one ``connect`` (option ``connect_timeout`` wins over the URL's)."""
+        timeout = self._seconds("connect_timeout", 10) if "connect_timeout" in self.options else None
+        return connect(self.endpoint, database, connect_timeout=timeout)
 
     async def _call(self, function: Callable[..., T], *args: Any, doing: str = "") -> T:
         """Run blocking pymysql work in a worker thread, translating driver errors."""
-        pymysql = import_pymysql()
-        try:
-            return await anyio.to_thread.run_sync(function, *args)
-        except pymysql.err.MySQLError as exc:
-            context = f" while {doing}" if doing else ""
-            raise SourceError(f"MySQL at {self.endpoint.describe()} failed{context}: {mysql_error_text(exc)}") from exc
+        return await call(self.endpoint, function, *args, doing=doing)
 
     def _server_info(self) -> _ServerInfo:
         conn = self._connect(self.endpoint.database)
@@ -689,20 +664,15 @@ class MySQLFactory:
     def open(self, url: str, options: Mapping[str, str]) -> MySQLSource:
         return MySQLSource(url, options)
 
-    def claims(self, request: Any) -> bool:
+    def claims(self, request: RestoreRequest) -> bool:
         return False
 
-    async def restore_backup(self, request: Any, plugins: Any) -> Any:
-        """``--target-time``: the point-in-time path; otherwise the plain restore."""
+    async def restore_backup(self, request: RestoreRequest, plugins: Any) -> RestoreOutcome:
+        """``--target-time``: dump + binlog replay to that moment; otherwise the plain restore."""
         if request.target_time:
-            from backstream.binlog.cli_restore import restore_at_time
+            from backstream_plugins.mysql.binlog.cli_restore import restore_at_time
 
             return await restore_at_time(request, plugins)
         from backstream.jobs import restore_plain
 
         return await restore_plain(request, plugins)
-
-
-@hookimpl
-def backstream_register_sources(register: Register[Any]) -> None:
-    register.add("mysql", MySQLFactory(), requires=("pymysql",), extra="mysql")

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import anyio.to_thread
-from backstream import CheckResult, ConfigError, Register, SourceError, hookimpl
+from backstream import CheckResult, ConfigError, SourceError
 
 LEVELS = ("quick", "standard", "comprehensive")
 
@@ -152,8 +152,3 @@ class SqliteChecks:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
-
-
-@hookimpl
-def backstream_register_checks(register: Register[Any]) -> None:
-    register.add("sqlite", SqliteChecks())

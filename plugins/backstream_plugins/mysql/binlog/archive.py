@@ -17,8 +17,17 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from backstream.defaults import DEFAULT_COMPRESSION
+from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
+from backstream.jobs.common import CompressionSpec, compressor, open_repository
+from backstream.jobs.encryption import KeyOptions, encrypting_transform
+from backstream.pipeline import Pipeline, Transform
+from backstream.plugins import Plugins
+from backstream.repository import Repository, redact_url, utc_now
+from backstream.repository.blobs import list_under, read_small, write_small
+from backstream.streams import file_source
 
-from backstream.binlog.layout import (
+from backstream_plugins.mysql.binlog.layout import (
     BinlogRecord,
     EventSpan,
     binlog_sequence,
@@ -28,18 +37,9 @@ from backstream.binlog.layout import (
     scan_events,
     server_prefix,
 )
-from backstream.binlog.server import BINLOG_TOOLS, call, find_tool, query, tail_lines
-from backstream.defaults import DEFAULT_COMPRESSION
-from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
-from backstream.jobs.common import CompressionSpec, compressor, open_repository
-from backstream.jobs.encryption import KeyOptions, encrypting_transform
-from backstream.mysqlurl import MySQLEndpoint, parse_mysql_url
-from backstream.optionfile import mysql_password_args
-from backstream.pipeline import Pipeline, Transform
-from backstream.plugins import Plugins
-from backstream.repository import Repository, redact_url, utc_now
-from backstream.repository.blobs import list_under, read_small, write_small
-from backstream.streams import file_source
+from backstream_plugins.mysql.connection import MySQLEndpoint, call, parse_mysql_url, query
+from backstream_plugins.mysql.optionfile import mysql_password_args
+from backstream_plugins.mysql.tools import BINLOG_TOOLS, find_tool, tail_lines
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from backstream import (
     CHUNK_SIZE,
     ConfigError,
     JobContext,
-    Register,
+    RestoreOutcome,
+    RestoreRequest,
     SourceError,
     VerificationError,
-    hookimpl,
     os_reason,
 )
 
@@ -384,20 +384,15 @@ class SqliteFactory:
     def open(self, url: str, options: Mapping[str, str]) -> SqliteSource:
         return SqliteSource(path_from_url(url), options)
 
-    def claims(self, request: Any) -> bool:
+    def claims(self, request: RestoreRequest) -> bool:
         return False
 
-    async def restore_backup(self, request: Any, plugins: Any) -> Any:
-        """``--target-time``: the point-in-time path; otherwise the plain restore."""
+    async def restore_backup(self, request: RestoreRequest, plugins: Any) -> RestoreOutcome:
+        """``--target-time``: the newest backup not after that moment; otherwise the plain restore."""
         if request.target_time:
-            from backstream.binlog.cli_restore import restore_at_time
+            from backstream.jobs.target_time import restore_newest_before
 
-            return await restore_at_time(request, plugins)
+            return await restore_newest_before(request, plugins)
         from backstream.jobs import restore_plain
 
         return await restore_plain(request, plugins)
-
-
-@hookimpl
-def backstream_register_sources(register: Register[Any]) -> None:
-    register.add("sqlite", SqliteFactory())

@@ -7,57 +7,27 @@ pymysql runs in worker threads; a scratch target is a new schema on the given se
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio.to_thread
-from backstream import (
-    CheckResult,
-    ConfigError,
-    Register,
-    SourceError,
-    hookimpl,
-    import_pymysql,
-    quote_mysql_ident,
-)
+from backstream import CheckResult, ConfigError, SourceError
+
+from backstream_plugins.mysql.connection import connect, import_pymysql, parse_mysql_url, quote_mysql_ident
 
 LEVELS = ("quick", "standard", "comprehensive")
 SCHEMES = ("mysql", "mariadb")
 
 
 def _connect(url: str, *, database: bool = True) -> tuple[Any, str]:
-    """A pymysql connection and the URL's database name."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in SCHEMES:
-        raise ConfigError(f"not a MySQL URL for verification: {parts.scheme}://...")
-    dbname = unquote(parts.path.lstrip("/"))
-    if database and not dbname:
-        raise ConfigError("the MySQL URL must name a database: mysql://user@host:port/db")
-    query = parse_qs(parts.query)
-    pymysql = import_pymysql()
-    extra: dict[str, Any] = {}
-    my_cnf = os.path.expanduser("~/.my.cnf")
-    if parts.password is None and os.path.isfile(my_cnf):
-        extra["read_default_file"] = my_cnf  # as the mysql source does
-    try:
-        conn = pymysql.connect(
-            host=parts.hostname or "localhost",
-            port=parts.port or 3306,
-            user=unquote(parts.username) if parts.username else os.environ.get("USER"),
-            password=unquote(parts.password) if parts.password is not None else os.environ.get("MYSQL_PWD", ""),
-            unix_socket=query["socket"][-1] if "socket" in query else None,
-            charset="utf8mb4",
-            autocommit=True,
-            connect_timeout=10,
-            **extra,
-        )
-    except pymysql.err.MySQLError as exc:
-        raise SourceError(f"cannot connect for verification: {exc.args[-1] if exc.args else exc}") from exc
-    return conn, dbname
+    """A connection through the plugin's one ``connect``, and the URL's database name."""
+    if urlsplit(url).scheme.lower() not in SCHEMES:
+        raise ConfigError(f"not a MySQL URL for verification: {urlsplit(url).scheme}://...")
+    endpoint = parse_mysql_url(url, need_database=database)
+    return connect(endpoint), endpoint.database
 
 
 def describe(url: str, level: str, max_rows: int | None) -> dict[str, Any]:
@@ -193,8 +163,3 @@ class MysqlChecks:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_drop, server_url, dbname)
-
-
-@hookimpl
-def backstream_register_checks(register: Register[Any]) -> None:
-    register.add("mysql", MysqlChecks(), requires=("pymysql",), extra="mysql")

@@ -1,6 +1,7 @@
 """``backstream demo``: the main job end to end on a sample SQLite database, in ./backstream-demo/.
 
-Creates the database and a local repository if missing, backs up (zstd + passphrase), lists, restores, compares.
+Creates the database and a local repository if missing, backs up (zstd + passphrase), lists, restores,
+compares. Registered by the sqlite plugin through ``backstream_register_commands``.
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ from backstream.jobs import backup, encryption_available, restore
 from backstream.plugins import Plugins
 from backstream.repository import Manifest, Repository
 
-NAME = "demo"
-HELP = "run the main job on a sample SQLite database in ./backstream-demo"
-
 DEMO_PASSPHRASE = "backstream-demo-passphrase"
 PASSPHRASE_ENV = "BACKSTREAM_PASSPHRASE"
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir", default="backstream-demo", help="where the demo keeps its files (default: ./backstream-demo)"
-    )
-    parser.add_argument("--no-encrypt", action="store_true", help="do not encrypt the demo backup")
+class Demo:
+    """The ``demo`` command."""
+
+    help = "run the main job on a sample SQLite database in ./backstream-demo"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--dir", default="backstream-demo", help="where the demo keeps its files (default: ./backstream-demo)"
+        )
+        parser.add_argument("--no-encrypt", action="store_true", help="do not encrypt the demo backup")
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args)
 
 
 @dataclass(frozen=True)

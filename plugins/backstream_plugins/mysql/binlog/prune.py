@@ -9,11 +9,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backstream.binlog.archive import archived_records, archived_server_ids
-from backstream.binlog.layout import binlog_sequence, record_path
 from backstream.errors import BackstreamError, ConfigError
 from backstream.repository import Manifest, Repository
 from backstream.retention import ArchiveDecision, ArchivedFile, RecoveryStart, archive_to_keep
+
+from backstream_plugins.mysql.binlog.archive import archived_records, archived_server_ids
+from backstream_plugins.mysql.binlog.layout import binlog_sequence, record_path
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``restore --target-time`` for MySQL/MariaDB (dump + binlog replay) and SQLite (backup-granular).
+"""``restore --target-time`` for MySQL/MariaDB: dump + binlog replay.
 
 MySQL: the dump is restored into a stage database, archived binlogs are replayed into it up to the target,
 and only then is the stage copied into the target (the source plugin's own atomic restore).
@@ -11,110 +11,37 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio
 import anyio.to_thread
-
-from backstream.binlog.archive import archived_records
-from backstream.binlog.replay import ReplayError, fetch, plan_replay, replay
-from backstream.binlog.server import call, query
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
 from backstream.jobs.common import open_repository, source_factory
 from backstream.jobs.encryption import KeyOptions
 from backstream.jobs.restore import restore
-from backstream.mysqlurl import MySQLEndpoint, parse_mysql_url, quote_mysql_ident
+from backstream.jobs.target_time import BackupNeed, TargetTimeResult, choose_backup, restore_before
 from backstream.plugins import Plugins
 from backstream.progress import Progress
 from backstream.protocols import JobContext
-from backstream.repository import Manifest, Repository, format_time, redact_url
+from backstream.repository import Manifest, Repository
+
+from backstream_plugins.mysql.binlog.archive import archived_records
+from backstream_plugins.mysql.binlog.replay import ReplayError, fetch, plan_replay, replay
+from backstream_plugins.mysql.connection import MySQLEndpoint, call, parse_mysql_url, query, quote_mysql_ident
 
 log = logging.getLogger(__name__)
 
 MAX_IDENTIFIER = 64
 
 
-def parse_target_time(text: str) -> datetime:
-    """``2026-11-25 14:30:00+00`` / ``2026-11-25T14:30:00Z``; a time without a UTC offset is refused."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"cannot read target time {text!r}; use e.g. '2026-11-25 14:30:00+00'") from None
-    if moment.tzinfo is None:
-        raise ConfigError(
-            f"target time {text!r} has no UTC offset; add one, e.g. '{text.strip()}+00' (UTC) or '+01:00'"
-        )
-    return moment
-
-
-@dataclass(frozen=True)
-class TargetTimeResult:
-    """What a ``--target-time`` restore did."""
-
-    manifest: Manifest
-    target_time: datetime
-    mode: str  # "backup-granular" or "binlog-replay"
-    replayed: tuple[str, ...] = ()
-    replayed_until: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "backup_id": self.manifest.backup_id,
-            "target_time": format_time(self.target_time),
-            "mode": self.mode,
-            "replayed_binlogs": list(self.replayed),
-            "replayed_until": format_time(self.replayed_until) if self.replayed_until else None,
-        }
-
-
-async def choose_backup(
-    repository: Repository,
-    ref: str,
-    *,
-    kind: str,
-    target: datetime,
-    source: str | None = None,
-    need_binlog: bool = False,
-) -> Manifest:
-    """``latest``: the newest good backup of ``kind`` that finished at or before ``target`` (and records
-    binlog coordinates when ``need_binlog``); an id: that backup, refused if it finished after the target."""
-    wanted_source = redact_url(source) if source else None
-
-    def usable(manifest: Manifest) -> bool:
-        return (
-            manifest.ok
-            and manifest.source.kind == kind
-            and (wanted_source is None or manifest.source.url == wanted_source)
-            and (not need_binlog or bool(manifest.source.metadata.get("binlog_file")))
-        )
-
-    if ref == "latest":
-        candidates = [m for m in await repository.manifests() if usable(m) and m.finished_at <= target]
-        if not candidates:
-            what = "with binlog coordinates " if need_binlog else ""
-            raise RepositoryError(
-                f"no successful {kind} backup {what}in {repository.url} finished at or before {format_time(target)}"
-            )
-        return max(candidates, key=lambda m: (m.finished_at, m.backup_id))
-    manifest = await repository.resolve(ref)
-    if manifest.source.kind != kind:
-        raise ConfigError(f"backup {manifest.backup_id} is a {manifest.source.kind} backup, not {kind}")
-    if not manifest.ok:
-        raise ConfigError(f"backup {manifest.backup_id} has status {manifest.status!r}; only good backups restore")
-    if manifest.finished_at > target:
-        raise ConfigError(
-            f"backup {manifest.backup_id} finished at {format_time(manifest.finished_at)}, after the target "
-            f"{format_time(target)}; choose an older backup or use latest"
-        )
-    if need_binlog and not manifest.source.metadata.get("binlog_file"):
-        raise ConfigError(
-            f"backup {manifest.backup_id} records no binlog coordinates (binary logging was off); it cannot be "
-            "rolled forward"
-        )
-    return manifest
+BINLOG_NEED = BackupNeed(
+    accept=lambda manifest: bool(manifest.source.metadata.get("binlog_file")),
+    what="with binlog coordinates",
+    refusal="records no binlog coordinates (binary logging was off); it cannot be rolled forward",
+)
+"""A backup that binlogs can roll forward records where in the binlog its dump was taken."""
 
 
 async def restore_to_time(
@@ -133,14 +60,28 @@ async def restore_to_time(
 ) -> TargetTimeResult:
     """Restore ``to`` as it was at ``target_time`` (timezone-aware).
 
-    MySQL/MariaDB: dump + binlog replay (exact to the second); PostgreSQL: refused here (physical PITR
-    restores to a data directory); any other kind (SQLite): the newest backup not after the target.
+    MySQL/MariaDB: dump + binlog replay (exact to the second); any other kind: the newest backup not
+    after the target (``backstream.jobs.target_time.restore_before``).
     """
     keys = keys or KeyOptions()  # one per job: its key providers are configured once
     if target_time.tzinfo is None:
         raise ConfigError("the target time needs an explicit UTC offset")
     plugins = plugins or Plugins.load()
     kind, _factory = source_factory(plugins, to)
+    if kind != "mysql":
+        return await restore_before(
+            backup,
+            repo=repo,
+            to=to,
+            target_time=target_time,
+            force=force,
+            source=source,
+            options=options,
+            plugins=plugins,
+            progress=progress,
+            storage_options=storage_options,
+            keys=keys,
+        )
     repository = await open_repository(plugins, repo, storage_options)
     common: dict[str, Any] = {
         "repo": repository,
@@ -151,16 +92,7 @@ async def restore_to_time(
         "progress": progress,
         "keys": keys,
     }
-    if kind == "postgresql":
-        raise ConfigError(
-            "PostgreSQL point-in-time restore replays WAL onto a physical base backup: "
-            "use restore ID --to-dir DATADIR --target-time ..."
-        )
-    if kind != "mysql":
-        manifest = await choose_backup(repository, backup, kind=kind, target=target_time, source=source)
-        await restore(manifest.backup_id, **common)
-        return TargetTimeResult(manifest, target_time, "backup-granular")
-    manifest = await choose_backup(repository, backup, kind=kind, target=target_time, source=source, need_binlog=True)
+    manifest = await choose_backup(repository, backup, kind=kind, target=target_time, source=source, need=BINLOG_NEED)
     return await _mysql_pitr(manifest, repository, target_time, common)
 
 
