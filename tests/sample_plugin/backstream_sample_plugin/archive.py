@@ -28,11 +28,12 @@ from backstream import (
     Transform,
     file_sink,
     file_source,
-    retention,
 )
 from backstream.jobs import KeyOptions
 from backstream.repository import Manifest, ObjectRecord, Repository, format_time, parse_time, utc_now
 from backstream.repository.check import ArchivedFile, Problem
+from backstream.retention import ArchiveDecision, RecoveryStart, archive_to_keep
+from backstream.retention import ArchivedFile as RetainedFile
 
 from backstream_sample_plugin.store import SCHEME, journal_name, journal_number
 
@@ -140,11 +141,11 @@ class JournalArchive:
 
     async def prune(
         self, repository: Repository, kept: Sequence[Manifest], *, dry_run: bool
-    ) -> list[tuple[str, retention.ArchiveDecision]]:
+    ) -> list[tuple[str, ArchiveDecision]]:
         """Delete the journal files older than every kept backup's start: the record first, then the object."""
-        starts = [retention.RecoveryStart(manifest.backup_id, (start,)) for manifest, start in backup_starts(kept)]
-        files = [retention.ArchivedFile(journal_name(n), (n,)) for n in sorted(await archived_numbers(repository))]
-        decisions = retention.archive_to_keep(starts, files)
+        starts = [RecoveryStart(manifest.backup_id, (start,)) for manifest, start in backup_starts(kept)]
+        files = [RetainedFile(journal_name(n), (n,)) for n in sorted(await archived_numbers(repository))]
+        decisions = archive_to_keep(starts, files)
         for decision in decisions:
             if not decision.keep and not dry_run:
                 number = decision.file.position[0]
@@ -222,7 +223,8 @@ def backup_starts(manifests: Sequence[Manifest]) -> list[tuple[Manifest, int]]:
 
 async def archived_numbers(repository: Repository) -> set[int]:
     """The numbers of the journal files with a record (the listing alone: no record is read)."""
-    names = (path.removeprefix(PREFIX).removesuffix(".json") for path in await repository.storage.list(PREFIX))
+    paths = await repository.storage.list(PREFIX)
+    names = (path.removeprefix(PREFIX).removesuffix(".json") for path in paths if path.endswith(".json"))
     return {number for number in map(journal_number, names) if number is not None}
 
 

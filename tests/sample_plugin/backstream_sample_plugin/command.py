@@ -19,11 +19,18 @@ class ArchiveJournal:
     help = "archive one closed samplekv journal file into a repository (the sample plugin)"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
+        from backstream import DEFAULT_COMPRESSION
+
         parser.add_argument("file", metavar="FILE", help="a closed journal file, e.g. /srv/kv/journal/000042.log")
         parser.add_argument(
             "--repo", default=os.environ.get("BACKSTREAM_REPO"), help="repository URL ($BACKSTREAM_REPO)"
         )
-        parser.add_argument("--compress", metavar="CODEC[:LEVEL]", default="zstd:3", help="compressor (default zstd:3)")
+        parser.add_argument(
+            "--compress",
+            metavar="CODEC[:LEVEL]",
+            default=DEFAULT_COMPRESSION,
+            help=f"compressor (default {DEFAULT_COMPRESSION})",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from backstream import ConfigError, Plugins, run_async
