@@ -538,7 +538,8 @@ class CommandOptions(Protocol):
     ``ConfigError`` for a combination the options do not allow. The command passes the values on as
     it documents: ``restore`` hands every option to the restore path of the backup's kind
     (``RestoreRequest.extra``), ``backup`` reads a ``source_plugin`` destination (a source chosen by
-    name, as ``--physical`` does).
+    name, as ``--physical`` does) and its ``option`` list (``-o KEY=VALUE``: the source's options, which
+    a flag may append to with ``action="append_const"``).
     """
 
     extends: str

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     for archive in archives:  # not part of "data" above: that is the backups' alone
         unreadable = f", {archive.unreadable} unreadable records (see: backstream check)" if archive.unreadable else ""
         lines.append(
-            f"{archive.name + ' archive':<15}{archive.files} files, {human_bytes(archive.plaintext_size)}"
+            f"{archive.name + ' archive':<14} {archive.files} files, {human_bytes(archive.plaintext_size)}"
             f" -> {human_bytes(archive.stored_size)} stored{unreadable}"
         )
         if archive.window is not None:

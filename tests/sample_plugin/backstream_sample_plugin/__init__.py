@@ -1,40 +1,43 @@
-"""A sample third-party plugin: registers the ``sample-reverse`` compressor through the entry point.
+"""A sample third-party backstream plugin: a toy engine (``samplekv``, a key-value file with a
+journal) with its source, its journal archive and the ``samplekv-archive`` command, an option it
+adds to ``backup``, and the ``sample-reverse`` compressor.
 
-It imports only the public ``backstream`` API, exactly as an external package would.
+It is installed as a separate distribution and found through its ``backstream`` entry point,
+exactly as an external package would be; docs/plugins.md walks through it. This module holds the
+hook implementations; each imports what it registers, so an unused family costs nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from backstream import Codec, Register, hookimpl
+from backstream import Register, hookimpl
 
 
-class _Reverse:
-    """Reverses every byte's bits: useless as compression, trivial to check in tests."""
+@hookimpl
+def backstream_register_sources(register: Register[Any]) -> None:
+    from backstream_sample_plugin.source import KvFactory
 
-    def update(self, chunk: bytes) -> bytes:
-        return chunk.translate(_TABLE)
-
-    def finish(self) -> bytes:
-        return b""
+    register.add("samplekv", KvFactory())
 
 
-_TABLE = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+@hookimpl
+def backstream_register_archives(register: Register[Any]) -> None:
+    from backstream_sample_plugin.archive import JournalArchive
+
+    register.add("samplekv-journal", JournalArchive())
 
 
-class SampleReverseFactory:
-    name = "sample-reverse"
-    extension = ".rev"
+@hookimpl
+def backstream_register_commands(register: Register[Any]) -> None:
+    from backstream_sample_plugin.command import ArchiveJournal, BackupOptions
 
-    def compressor(self, options: Mapping[str, str]) -> Codec:
-        return _Reverse()
-
-    def decompressor(self) -> Codec:
-        return _Reverse()
+    register.add("samplekv-archive", ArchiveJournal())
+    register.add("backup:samplekv", BackupOptions())
 
 
 @hookimpl
 def backstream_register_compressors(register: Register[Any]) -> None:
+    from backstream_sample_plugin.reverse import SampleReverseFactory
+
     register.add("sample-reverse", SampleReverseFactory())
