@@ -148,3 +148,20 @@ print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & set({so
 """
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == []
+
+
+def test_collecting_every_plugins_commands_imports_no_job_storage_or_event_loop() -> None:
+    """The CLI collects every plugin's commands at start-up (to find the one typed), so a command's
+    registration must be cheap: its module imports the work when it runs (``wal-push`` paid 46 ms
+    for the sqlite ``demo`` command's imports before this was checked)."""
+    program = """
+import json, sys
+from backstream.plugins import Plugins
+names = [entry.name for entry in Plugins.load().commands().registered()]
+heavy = ("backstream.jobs", "backstream.verify", "backstream.crypto", "anyio", "asyncio", "fsspec", "sqlite3")
+print(json.dumps([names, sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy))]))
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    names, loaded = json.loads(result.stdout)
+    assert {"wal-push", "binlog-archive", "demo"} <= set(names)
+    assert loaded == []

@@ -408,6 +408,7 @@ def _main() -> None:  # pragma: no cover - a developer's check: speed and ratio 
     print(f"{total / 1e6:.0f} MB in {elapsed:.2f} s: {total / elapsed / 1e6:.0f} MB/s")
     print("ratio and speed per codec: backstream bench (it measures on this sample by default)")
 
+
 if __name__ == "__main__":  # pragma: no cover
     _main()
 

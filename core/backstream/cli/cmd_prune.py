@@ -122,12 +122,11 @@ def run(args: argparse.Namespace) -> int:
     archive_deleted = [(kind, d) for kind, d in result.archive if not d.keep]
     for kind, archived in archive_deleted:
         print(f"{verb.ljust(12)}  {kind} {archived.file.name}  {'; '.join(archived.reasons)}")
-    if result.archive:
-        done = "to delete (dry run)" if args.dry_run else "deleted"
-        print(
-            f"archived WAL/binlog files: {len(result.archive) - len(archive_deleted)} kept, "
-            f"{len(archive_deleted)} {done}"
-        )
+    done = "to delete (dry run)" if args.dry_run else "deleted"
+    for label in dict.fromkeys(kind for kind, _ in result.archive):  # each archive's label, in order
+        mine = [d for kind, d in result.archive if kind == label]
+        gone = sum(1 for d in mine if not d.keep)
+        print(f"archived {label} files: {len(mine) - gone} kept, {gone} {done}")
     return 0
 
 

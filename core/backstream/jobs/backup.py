@@ -26,8 +26,9 @@ from backstream.jobs.common import (
     open_repository,
     source_factory,
 )
-from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepared_providers
-from backstream.pipeline import Pipeline, Transform
+from backstream.jobs.encryption import KeyOptions
+from backstream.jobs.objects import PluginCodecs
+from backstream.pipeline import Transform
 from backstream.plugins import Plugins
 from backstream.progress import Progress, SizedProgress, expect_total
 from backstream.protocols import ByteSource, ContentTap, DumpsFiles, JobContext, NamedDump, SizedSource
@@ -43,6 +44,7 @@ from backstream.repository import (
     utc_now,
 )
 from backstream.repository.lock import this_host
+from backstream.repository.objects import store_object
 from backstream.verify.catalog import CatalogOptions, capture_catalog
 
 log = logging.getLogger(__name__)
@@ -103,11 +105,8 @@ async def backup(
     spec = CompressionSpec.parse(compress)
     compression = compressor(plugins, spec.name)
     compression.compressor(spec.options)  # validates the options before anything starts
-    key_refs = tuple(encrypt)
-    if any(not ref.strip() for ref in key_refs):
-        raise ConfigError("an empty key reference was given to encrypt with")
     parallel = _positive_int(source_options.get("jobs", "1"), "jobs")
-    providers = prepared_providers(plugins, key_refs, keys) if key_refs else None  # KDF starts now
+    codecs = PluginCodecs(plugins, key_refs=encrypt, keys=keys)  # a passphrase's KDF starts now
     opened = factory.open(source, source_options)
     repository = await open_repository(plugins, repo, storage_options)
 
@@ -117,34 +116,20 @@ async def backup(
     job = JobContext(job_id=backup_id, options=source_options, catalog_level=catalog.level)
     safe_source = redact_url(source)
     details: dict[str, Any] = {"source": safe_source, "repository": repository.url, "backup_id": backup_id}
-    key_lock = anyio.Lock()  # one key wrap at a time: passphrase KDFs are heavy (and not thread-safe together)
 
     async def store(name: str, data: ByteSource) -> ObjectRecord:
-        """One pipeline: ``data`` -> compress -> (encrypt) -> ``backups/<id>/data/<name><ext>``."""
-        path = Repository.object_path(backup_id, name + compression.extension)
-        transforms = [Transform(f"compress:{spec.name}", compression.compressor(spec.options))]
+        """One object: ``data`` -> (catalog tap) -> compress -> (encrypt) -> ``backups/<id>/data/<name><ext>``."""
         tap = opened.content_tap(job) if isinstance(opened, ContentTap) else None
-        if tap is not None:  # reads per-table rows and checksums off the dump as it passes
-            transforms.insert(0, Transform("catalog", tap))
-        cipher: str | None = None
-        if key_refs:
-            context = object_context(backup_id, safe_source, started, spec.name, name)
-            async with key_lock:
-                stage, cipher = await encrypting_transform(
-                    plugins, key_refs, context, keys=keys, object_name=f"{repository.url}/{path}", providers=providers
-                )
-            transforms.append(stage)
-        result = await Pipeline(counted(data, progress), transforms, repository.storage.open_write(path)).run()
-        return ObjectRecord(
+        return await store_object(
+            repository,
+            Repository.object_path(backup_id, name + compression.extension),
+            counted(data, progress),
             name=name,
-            path=path,
-            stored_size=result.bytes_out,
-            stored_sha256=result.sha256,
-            plaintext_size=result.bytes_in,
+            codecs=codecs,
             codec=spec.name,
-            codec_options=dict(spec.options),
-            cipher=cipher,
-            key_refs=key_refs if cipher else (),
+            codec_options=spec.options,
+            context=object_context(backup_id, safe_source, started, spec.name, name),
+            taps=[Transform("catalog", tap)] if tap is not None else (),  # per-table rows and checksums
         )
 
     await _expect_dump_size(opened, progress)

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from backstream.crypto import AuditLog, key_providers, new_encryptor, open_encrypted, scheme_of
 from backstream.defaults import DEFAULT_CIPHER
 from backstream.errors import ConfigError
 from backstream.pipeline import Transform
 from backstream.plugins import Plugins
 from backstream.protocols import KeyProvider, PreparedKeys
+
+if TYPE_CHECKING:
+    from backstream.crypto import AuditLog
+
+# backstream.crypto (and the cryptography library under it) is imported where a key is used, so
+# that jobs which store nothing encrypted (an unencrypted wal-push) do not pay for importing it.
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class KeyOptions:
         for owner, providers in self._configured:
             if owner is plugins:
                 return providers
+        from backstream.crypto import key_providers
+
         providers = key_providers(plugins.kms(), self.provider_options)
         self._configured.append((plugins, providers))
         return providers
@@ -60,6 +68,8 @@ def prepared_providers(
     for ``key_refs`` now (optional ``prepare(key_ref)``: a passphrase's KDF starts in the
     background), so that slow key work overlaps the job's start-up. Pass the result to
     ``encrypting_transform``; a provider without ``prepare`` simply does its work in ``wrap``."""
+    from backstream.crypto import key_providers, scheme_of
+
     providers = key_providers(plugins.kms(), (keys or KeyOptions()).provider_options)  # copies of the job's own
     for ref in key_refs:
         provider = providers.get(scheme_of(ref))
@@ -85,6 +95,8 @@ async def encrypting_transform(
     if not key_refs:
         raise ConfigError("no key reference to encrypt to")
     cipher = plugins.ciphers().get(keys.cipher)
+    from backstream.crypto import new_encryptor
+
     encryptor = await new_encryptor(
         key_refs,
         providers=providers if providers is not None else keys.providers(plugins),
@@ -108,6 +120,8 @@ async def open_decrypting(
     return the decrypting stage and the rest of the stream to feed it."""
     keys = keys or KeyOptions()
     ciphers = [entry.factory for entry in plugins.ciphers() if entry.available]
+    from backstream.crypto import open_encrypted
+
     decryption = await open_encrypted(
         stored,
         providers=keys.providers(plugins),

@@ -6,30 +6,24 @@ the data iterator before it ends, so the target commits nothing and stays as it 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
-from backstream.errors import ConfigError, IntegrityError, primary_error
+from backstream.errors import ConfigError, primary_error
 from backstream.events import JobFailed, JobFinished, JobStarted
 from backstream.jobs.backup import object_context
-from backstream.jobs.common import (
-    compressor,
-    counted,
-    error_line,
-    open_repository,
-    source_factory,
-)
-from backstream.jobs.encryption import KeyOptions, open_decrypting
-from backstream.pipeline import LINK_CHUNKS, Pipeline, Transform
+from backstream.jobs.common import compressor, error_line, open_repository, source_factory
+from backstream.jobs.encryption import KeyOptions
+from backstream.jobs.objects import PluginCodecs
 from backstream.plugins import Plugins
 from backstream.progress import Progress, expect_total
-from backstream.protocols import ByteSource, ByteWriter, JobContext, RestoresFiles
+from backstream.protocols import ByteSource, JobContext, RestoresFiles
 from backstream.repository import Manifest, ObjectRecord, Repository, redact_url, utc_now
-from backstream.streams import iterable_source
+from backstream.repository.objects import open_object, verified
+
+__all__ = ["ObjectReader", "restore", "verified"]
 
 
 async def restore(
@@ -128,7 +122,8 @@ async def restore(
 
 
 class ObjectReader:
-    """Opens the stored objects of one backup as verified, decrypted, decompressed byte sources."""
+    """Opens the stored objects of one backup as verified, decrypted, decompressed byte sources
+    (``backstream.repository.objects.open_object`` with the backup's encryption context)."""
 
     def __init__(
         self,
@@ -138,112 +133,13 @@ class ObjectReader:
         keys: KeyOptions | None,
         progress: Progress | None,
     ) -> None:
-        self._plugins = plugins
+        self._codecs = PluginCodecs(plugins, keys=keys)
         self._repository = repository
         self._manifest = manifest
-        self._keys = keys
         self._progress = progress
 
-    @asynccontextmanager
-    async def plaintext(self, record: ObjectRecord) -> AsyncIterator[AsyncIterator[bytes]]:
+    def plaintext(self, record: ObjectRecord) -> ByteSource:
         """The object's original bytes. The iterator ends normally only if every check passed."""
-        storage = self._repository.storage
-        async with verified(storage.open_read(record.path), record, self._progress) as stored:
-            transforms: list[Transform] = []
-            if record.cipher:
-                context = object_context(
-                    self._manifest.backup_id,
-                    self._manifest.source.url,
-                    self._manifest.started_at,
-                    record.codec,
-                    record.name,
-                )
-                decrypt, stored = await open_decrypting(
-                    self._plugins, stored, context, keys=self._keys, object_name=f"{self._repository.url}/{record.path}"
-                )
-                transforms.append(decrypt)
-            codec = compressor(self._plugins, record.codec).decompressor()
-            transforms.append(Transform(f"decompress:{record.codec}", codec))
-            bridge = _Bridge(record.plaintext_size)
-            pipeline = Pipeline(iterable_source(stored), transforms, bridge.sink())
-            failure: BaseException | None = None
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(pipeline.run)
-                    try:
-                        yield bridge.chunks()
-                    except BaseException as exc:
-                        # The consumer's own error wins; a cancellation caused by the pipeline failing
-                        # is replaced below by the pipeline's error.
-                        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                            failure = exc
-                        raise
-                    tg.cancel_scope.cancel()  # a consumer that stopped early must not leave it waiting
-            except BaseExceptionGroup as group:
-                raise (failure or primary_error(group)) from None
-
-
-@asynccontextmanager
-async def verified(
-    stored: ByteSource, record: ObjectRecord, progress: Progress | None = None
-) -> AsyncIterator[AsyncIterator[bytes]]:
-    """``stored`` checked against the manifest: too many bytes fail at once; a wrong size or sha256
-    fails at the end, before the stream reports its end."""
-    async with counted(stored, progress) as chunks:
-
-        async def checking() -> AsyncIterator[bytes]:
-            digest = hashlib.sha256()
-            size = 0
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > record.stored_size:
-                    raise IntegrityError(f"{record.path} is larger than the manifest says ({record.stored_size} bytes)")
-                digest.update(chunk)
-                yield chunk
-            if size != record.stored_size:
-                raise IntegrityError(f"{record.path} is truncated: {size} of {record.stored_size} bytes")
-            if digest.hexdigest() != record.stored_sha256:
-                raise IntegrityError(f"{record.path} does not match its manifest sha256: it was modified or corrupted")
-
-        yield checking()
-
-
-class _Bridge:
-    """Turns the pipeline's sink into the async iterator a source's ``restore()`` consumes.
-
-    The iterator ends normally only after the pipeline committed (every check passed) and the
-    plaintext size matched; otherwise it raises the pipeline's error.
-    """
-
-    def __init__(self, expected_size: int) -> None:
-        self._expected = expected_size
-        self._send, self._receive = anyio.create_memory_object_stream[bytes](max_buffer_size=LINK_CHUNKS)
-        self._error: BaseException | None = None
-        self._done = False
-        self._size = 0
-
-    @asynccontextmanager
-    async def sink(self) -> AsyncIterator[ByteWriter]:
-        try:
-            yield self
-            if self._size != self._expected:
-                raise IntegrityError(f"the restored stream has {self._size} bytes; the manifest says {self._expected}")
-            self._done = True
-        except BaseException as exc:
-            self._error = primary_error(exc)
-            raise
-        finally:
-            self._send.close()
-
-    async def write(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        await self._send.send(chunk)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        with self._receive:
-            async for chunk in self._receive:
-                yield chunk
-        if self._error is not None:
-            raise self._error
-        if not self._done:
-            raise IntegrityError("the backup stream ended early")
+        backup = self._manifest
+        context = object_context(backup.backup_id, backup.source.url, backup.started_at, record.codec, record.name)
+        return open_object(self._repository, record, codecs=self._codecs, context=context, progress=self._progress)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from backstream.errors import RepositoryError
 from backstream.repository.ids import format_time, is_backup_id, parse_time
@@ -17,27 +17,6 @@ from backstream.version import __version__
 MANIFEST_FORMAT_VERSION = 1
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-
-
-class ArchiveRecord(Protocol):
-    """What the WAL and binlog archives record of each file (the fields an ObjectRecord needs)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def stored_size(self) -> int: ...
-    @property
-    def stored_sha256(self) -> str: ...
-    @property
-    def plaintext_size(self) -> int: ...
-    @property
-    def codec(self) -> str: ...
-    @property
-    def cipher(self) -> str | None: ...
-    @property
-    def key_refs(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -59,20 +38,6 @@ class ObjectRecord:
     cipher: str | None = None
     key_refs: tuple[str, ...] = ()
 
-    @classmethod
-    def archived(cls, record: ArchiveRecord) -> ObjectRecord:
-        """An archive's record of one file (a WAL segment, a binlog) as an object record."""
-        return cls(
-            name=record.name,
-            path=record.path,
-            stored_size=record.stored_size,
-            stored_sha256=record.stored_sha256,
-            plaintext_size=record.plaintext_size,
-            codec=record.codec,
-            cipher=record.cipher,
-            key_refs=tuple(record.key_refs),
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -85,6 +50,36 @@ class ObjectRecord:
             "cipher": self.cipher,
             "key_refs": list(self.key_refs),
         }
+
+    def archive_fields(self, plaintext_sha256: str) -> dict[str, Any]:
+        """The object's fields as the WAL and binlog records lay them out (flat, in this order, with
+        the plaintext's sha256 and without codec options), so that their JSON stays as it was."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "plaintext_size": self.plaintext_size,
+            "plaintext_sha256": plaintext_sha256,
+            "stored_size": self.stored_size,
+            "stored_sha256": self.stored_sha256,
+            "codec": self.codec,
+            "cipher": self.cipher,
+            "key_refs": list(self.key_refs),
+        }
+
+    @classmethod
+    def from_archive_fields(cls, data: dict[str, Any]) -> ObjectRecord:
+        """The object named by a record laid out as ``archive_fields`` writes it (KeyError or
+        ValueError when a field is missing or malformed)."""
+        return cls(
+            name=str(data["name"]),
+            path=str(data["path"]),
+            stored_size=int(data["stored_size"]),
+            stored_sha256=str(data["stored_sha256"]),
+            plaintext_size=int(data["plaintext_size"]),
+            codec=str(data["codec"]),
+            cipher=None if data.get("cipher") is None else str(data["cipher"]),
+            key_refs=tuple(str(ref) for ref in data.get("key_refs") or ()),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ObjectRecord:

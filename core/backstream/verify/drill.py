@@ -7,7 +7,6 @@ The committed manifest is never rewritten: a drill is a separate small JSON file
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -16,18 +15,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from backstream.errors import BackstreamError, ConfigError, IntegrityError
+from backstream.errors import BackstreamError, ConfigError
 from backstream.jobs.backup import object_context
-from backstream.jobs.common import compressor, error_line, open_repository
-from backstream.jobs.encryption import KeyOptions, open_decrypting
-from backstream.jobs.restore import restore, verified
-from backstream.pipeline import Pipeline, Transform
+from backstream.jobs.common import error_line, open_repository
+from backstream.jobs.encryption import KeyOptions
+from backstream.jobs.objects import PluginCodecs
+from backstream.jobs.restore import restore
 from backstream.plugins import Plugins
 from backstream.protocols import ByteWriter, CheckResult, RestoreDrill
 from backstream.repository import Manifest, ObjectRecord, Repository, format_time, parse_time, utc_now
 from backstream.repository.blobs import list_under, read_small, write_small
+from backstream.repository.objects import read_object as read_verified
 from backstream.repository.repo import BACKUPS_PREFIX
-from backstream.streams import iterable_source
 from backstream.verify.catalog import checker
 from backstream.verify.report import FAIL, PASS, Report, check_level, compare, includes
 
@@ -173,16 +172,11 @@ def describe_drill(drill: Mapping[str, Any] | None) -> str:
     return f"{drill.get('status', '?')} {when} ({drill.get('level', '?')}, {restore_text})"
 
 
-class _Counter:
-    """A sink that counts (and hashes) and drops what it receives."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.digest = hashlib.sha256()
+class _Discard:
+    """A sink that drops what it receives (the checks are in the object path)."""
 
     async def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        self.digest.update(chunk)
+        pass
 
     @asynccontextmanager
     async def sink(self) -> AsyncIterator[ByteWriter]:
@@ -207,26 +201,19 @@ async def read_stored(
     plaintext_sha256: str | None = None,
     described_by: str = "manifest",
 ) -> int:
-    """Read one stored object end to end: its stored sha256, decryption (``context`` is what its
-    header must be bound to), decompression, plaintext size and, if given, plaintext sha256
-    (``described_by`` names what recorded them, for the error)."""
-    async with verified(repository.storage.open_read(record.path), record) as stored:
-        transforms: list[Transform] = []
-        if record.cipher:
-            decrypt, stored = await open_decrypting(
-                plugins, stored, context, keys=keys, object_name=f"{repository.url}/{record.path}"
-            )
-            transforms.append(decrypt)
-        transforms.append(Transform(f"decompress:{record.codec}", compressor(plugins, record.codec).decompressor()))
-        counter = _Counter()
-        await Pipeline(iterable_source(stored), transforms, counter.sink()).run()
-    if counter.size != record.plaintext_size:
-        raise IntegrityError(
-            f"{record.path} decompresses to {counter.size} bytes; the {described_by} says {record.plaintext_size}"
-        )
-    if plaintext_sha256 is not None and counter.digest.hexdigest() != plaintext_sha256:
-        raise IntegrityError(f"{record.path} decompresses to other bytes than were archived (plaintext sha256)")
-    return counter.size
+    """Read one stored object end to end (``backstream.repository.objects.read_object``): its stored
+    sha256, decryption (``context`` is what its header must be bound to), decompression, plaintext
+    size and, if given, plaintext sha256 (``described_by`` names what recorded them, for the error)."""
+    await read_verified(
+        repository,
+        record,
+        _Discard().sink(),
+        codecs=PluginCodecs(plugins, keys=keys),
+        context=context,
+        plaintext_sha256=plaintext_sha256,
+        described_by=described_by,
+    )
+    return record.plaintext_size
 
 
 __all__ = [

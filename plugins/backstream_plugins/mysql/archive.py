@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import anyio.to_thread
 from backstream import ConfigError, Plugins, RecoveryWindow
 from backstream.jobs import KeyOptions
-from backstream.repository import Manifest, ObjectRecord, Repository
+from backstream.repository import Manifest, Repository
 from backstream.repository.check import ArchivedFile, Problem
 from backstream.retention import ArchiveDecision
 
@@ -34,8 +34,8 @@ class BinlogArchive:
     def parse_record(self, data: bytes, where: str, repository_id: str) -> ArchivedFile:
         record = BinlogRecord.from_json(data, where=where)
         return ArchivedFile(
-            record=ObjectRecord.archived(record),
-            context=encryption_context(repository_id, record.server_id, record.name, record.codec),
+            record=record.object,
+            context=encryption_context(repository_id, record.server_id, record.name, record.object.codec),
             plaintext_sha256=record.plaintext_sha256,
         )
 

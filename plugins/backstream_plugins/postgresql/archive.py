@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from backstream import Plugins, RecoveryWindow
 from backstream.jobs import KeyOptions
-from backstream.repository import Manifest, ObjectRecord, Repository
+from backstream.repository import Manifest, Repository
 from backstream.repository.check import ArchivedFile, Problem
 from backstream.retention import ArchiveDecision
 
@@ -39,8 +39,8 @@ class WalArchive:
     def parse_record(self, data: bytes, where: str, repository_id: str) -> ArchivedFile:
         record = WalRecord.from_json(data, where)
         return ArchivedFile(
-            record=ObjectRecord.archived(record),
-            context=wal_context(repository_id, record.name, record.codec),
+            record=record.object,
+            context=wal_context(repository_id, record.name, record.object.codec),
             plaintext_sha256=record.plaintext_sha256,
         )
 

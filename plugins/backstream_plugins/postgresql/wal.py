@@ -2,8 +2,8 @@
 
 Each file is stored compressed (and encrypted when keys are configured) at ``wal/<tl>/<name><ext>``;
 a small JSON record ``wal/<tl>/<name>.json`` written after it is the commit point and holds the
-plaintext sha256 that makes a retried push of identical content a no-op. A local repository
-without encryption takes a fast path that needs neither the plugin manager nor fsspec.
+plaintext sha256 that makes a retried push of identical content a no-op. Both directions go
+through the core's object path (``backstream.repository.objects``), like a backup's objects.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backstream import ConfigError, IntegrityError, RepositoryError, StorageError
+from backstream import ConfigError, RepositoryError
+from backstream.repository import ObjectRecord
 
 from backstream_plugins.postgresql.walconfig import WalConfig
 from backstream_plugins.postgresql.walnames import (
@@ -50,21 +51,24 @@ class WalConflict(RepositoryError):
 
 @dataclass(frozen=True)
 class WalRecord:
-    """What the archive knows about one WAL file."""
+    """What the archive knows about one WAL file: the stored object (named after the file), the
+    plaintext's sha256, and when it was archived (seconds since the epoch)."""
 
-    name: str
-    path: str
-    plaintext_size: int
+    object: ObjectRecord
     plaintext_sha256: str
-    stored_size: int
-    stored_sha256: str
-    codec: str
-    cipher: str | None
-    key_refs: tuple[str, ...]
     archived_at: float
 
+    @property
+    def name(self) -> str:
+        return self.object.name
+
     def to_json(self) -> bytes:
-        document = {"format": RECORD_FORMAT, "version": 1, **self.__dict__, "key_refs": list(self.key_refs)}
+        document = {
+            "format": RECORD_FORMAT,
+            "version": 1,
+            **self.object.archive_fields(self.plaintext_sha256),
+            "archived_at": self.archived_at,
+        }
         return (json.dumps(document, indent=1) + "\n").encode()
 
     @classmethod
@@ -73,19 +77,9 @@ class WalRecord:
             doc: dict[str, Any] = json.loads(data)
             if doc.get("format") != RECORD_FORMAT:
                 raise ValueError("not a backstream WAL record")
-            return cls(
-                name=str(doc["name"]),
-                path=str(doc["path"]),
-                plaintext_size=int(doc["plaintext_size"]),
-                plaintext_sha256=str(doc["plaintext_sha256"]),
-                stored_size=int(doc["stored_size"]),
-                stored_sha256=str(doc["stored_sha256"]),
-                codec=str(doc["codec"]),
-                cipher=None if doc.get("cipher") is None else str(doc["cipher"]),
-                key_refs=tuple(str(k) for k in doc.get("key_refs") or ()),
-                archived_at=float(doc.get("archived_at") or 0.0),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            stored = ObjectRecord.from_archive_fields(doc)
+            return cls(stored, str(doc["plaintext_sha256"]), float(doc.get("archived_at") or 0.0))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RepositoryError(f"{where} is not a valid WAL record: {exc}") from exc
 
 
@@ -94,159 +88,31 @@ def wal_context(repository_id: str, name: str, codec: str) -> dict[str, str]:
     return {"kind": "wal", "repository_id": repository_id, "object": name, "codec": codec}
 
 
-# --- local fast path ---------------------------------------------------------------------------
-
-
-def _local_root(url: str) -> str | None:
-    if url.startswith("file://"):
-        return url[len("file://") :] or "/"
-    if "://" in url:
-        return None
-    return os.path.abspath(url)
-
-
-def _codec(spec: str) -> tuple[str, int]:
-    name, _, level = spec.strip().partition(":")
-    name = name.lower() or "none"
-    if name not in ("zstd", "none"):
-        return name, -1
-    try:
-        return name, int(level.removeprefix("level=")) if level else 3
-    except ValueError:
-        return name, -1
-
-
-def _fast_ok(config: WalConfig) -> str | None:
-    """The local root directory when the fast path applies (local repo, zstd/none, no encryption)."""
-    root = _local_root(config.repo)
-    if root is None or config.encrypt or config.storage_options or _codec(config.compress)[1] < 0:
-        return None
-    return root
-
-
-def _read_file(path: str) -> bytes:
+def _wal_size(path: str) -> int:
+    """The size of the WAL file at ``path``; one ConfigError line when it cannot be read or is too large."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_WAL_FILE + 1)
+            size = os.fstat(handle.fileno()).st_size
     except OSError as exc:
         raise ConfigError(f"cannot read WAL file {path}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_WAL_FILE:
+    if size > MAX_WAL_FILE:
         raise ConfigError(f"{path} is larger than 1 GiB; not a WAL file")
-    return data
+    return size
 
 
-def _atomic_write(target: str, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``target`` whole or not at all; a failure (permissions, a full disk) is one StorageError line."""
-    directory = os.path.dirname(target)
-    temporary = f"{directory}/.{os.path.basename(target)}.{os.getpid()}.partial"
+def _file_sha256(path: str) -> str:
     try:
-        os.makedirs(directory, exist_ok=True)
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        raise
-
-
-def _check_repo(root: str, url: str) -> None:
-    if not os.path.isfile(os.path.join(root, "backstream.json")):
-        raise RepositoryError(
-            f"{url} is not a backstream repository (no backstream.json); create it with backstream init"
-        )
-
-
-def _existing(record_bytes: bytes | None, where: str, name: str, sha: str) -> bool:
-    """True when ``name`` is already archived with this content; a different content is a WalConflict."""
-    if record_bytes is None:
-        return False
-    record = WalRecord.from_json(record_bytes, where)
-    if record.plaintext_sha256 == sha:
-        return True
-    raise WalConflict(
-        f"{name} is already archived with different content (sha256 {record.plaintext_sha256[:16]}..., "
-        f"new {sha[:16]}...); refusing to overwrite it — is a second cluster archiving into this repository?"
-    )
-
-
-def _push_local(root: str, config: WalConfig, source: str, name: str) -> bool:
-    _check_repo(root, config.repo)
-    data = _read_file(source)
-    sha = hashlib.sha256(data).hexdigest()
-    record_file = os.path.join(root, sidecar_path(name))
-    try:
-        with open(record_file, "rb") as handle:
-            existing: bytes | None = handle.read()
-    except FileNotFoundError:
-        existing = None
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
-        raise StorageError(f"cannot read {record_file}: {exc.strerror or exc}") from exc
-    if _existing(existing, record_file, name, sha):
-        return False
-    codec, level = _codec(config.compress)
-    if codec == "zstd":
-        import zstandard
+        raise ConfigError(f"cannot read WAL file {path}: {exc.strerror or exc}") from exc
 
-        stored = zstandard.ZstdCompressor(level=level).compress(data)
-        extension = ".zst"
-    else:
-        stored, extension = data, ""
-    path = object_path(name, extension)
-    _atomic_write(os.path.join(root, path), stored)
-    record = WalRecord(
-        name=name,
-        path=path,
-        plaintext_size=len(data),
-        plaintext_sha256=sha,
-        stored_size=len(stored),
-        stored_sha256=hashlib.sha256(stored).hexdigest(),
-        codec=codec,
-        cipher=None,
-        key_refs=(),
-        archived_at=time.time(),
+
+def _conflict(name: str, archived: str, new: str) -> WalConflict:
+    return WalConflict(
+        f"{name} is already archived with different content (sha256 {archived[:16]}..., "
+        f"new {new[:16]}...); refusing to overwrite it — is a second cluster archiving into this repository?"
     )
-    _atomic_write(record_file, record.to_json())
-    return True
-
-
-def _fetch_local(root: str, config: WalConfig, name: str, target: str) -> bool:
-    """Fetch without plugins when the stored object is plain zstd/none; False = use the general path."""
-    record_file = os.path.join(root, sidecar_path(name))
-    try:
-        with open(record_file, "rb") as handle:
-            record = WalRecord.from_json(handle.read(), record_file)
-    except FileNotFoundError:
-        _check_repo(root, config.repo)
-        raise WalNotFound(f"{name} is not in the WAL archive of {config.repo}") from None
-    except OSError as exc:
-        raise StorageError(f"cannot read {record_file}: {exc.strerror or exc}") from exc
-    if record.cipher or record.codec not in ("zstd", "none"):
-        return False
-    stored = _read_file(os.path.join(root, record.path))
-    if len(stored) != record.stored_size or hashlib.sha256(stored).hexdigest() != record.stored_sha256:
-        raise IntegrityError(f"archived {record.path} does not match its record (size or sha256): it is corrupted")
-    if record.codec == "zstd":
-        import zstandard
-
-        data = zstandard.ZstdDecompressor().decompress(stored, max_output_size=record.plaintext_size)
-    else:
-        data = stored
-    _check_plaintext(record, data)
-    _atomic_write(target, data, fsync=False)
-    return True
-
-
-def _check_plaintext(record: WalRecord, data: bytes) -> None:
-    if len(data) != record.plaintext_size or hashlib.sha256(data).hexdigest() != record.plaintext_sha256:
-        raise IntegrityError(f"{record.name} decoded to different bytes than were archived: the archive is corrupted")
 
 
 # --- public entry points ---------------------------------------------------------------------
@@ -254,13 +120,10 @@ def _check_plaintext(record: WalRecord, data: bytes) -> None:
 
 def push(config: WalConfig, source: str, *, name: str | None = None) -> bool:
     """Archive the WAL file at ``source``; True if stored, False if the identical file was already there."""
-    name = check_wal_name(name or os.path.basename(source))
-    root = _fast_ok(config)
-    if root is not None:
-        return _push_local(root, config, source, name)
     from backstream.runtime import run_async
 
-    return run_async(lambda: _push_general(config, source, name))
+    checked = check_wal_name(name or os.path.basename(source))
+    return run_async(lambda: _push(config, source, checked))
 
 
 def fetch(config: WalConfig, name: str, target: str) -> None:
@@ -334,64 +197,57 @@ def _prefetch(config: WalConfig, spool: str, name: str) -> None:
 
 
 def _fetch_direct(config: WalConfig, name: str, target: str) -> None:
-    root = _local_root(config.repo)
-    if root is not None and not config.storage_options and _fetch_local(root, config, name, target):
-        return
     from backstream.runtime import run_async
 
-    run_async(lambda: _fetch_general(config, name, target))
+    run_async(lambda: _fetch(config, name, target))
 
 
-async def _push_general(config: WalConfig, source: str, name: str) -> bool:
+async def _push(config: WalConfig, source: str, name: str) -> bool:
     import anyio.to_thread
     from backstream.defaults import DEFAULT_CIPHER
-    from backstream.jobs.common import CompressionSpec, open_repository
-    from backstream.jobs.encryption import KeyOptions, encrypting_transform, prepared_providers
-    from backstream.pipeline import Pipeline, Transform
+    from backstream.jobs import CompressionSpec, KeyOptions, open_repository
+    from backstream.jobs.objects import PluginCodecs
+    from backstream.pipeline import Transform
     from backstream.plugins import Plugins
-    from backstream.streams import iterable_source
+    from backstream.repository.objects import Digest, store_object
+    from backstream.streams import file_source
 
     plugins = Plugins.load()
     keys = KeyOptions(cipher=config.cipher or DEFAULT_CIPHER, provider_options=config.provider_options)
-    providers = prepared_providers(plugins, config.encrypt, keys) if config.encrypt else None  # KDF starts now
-    data = await anyio.to_thread.run_sync(_read_file, source)
-    sha = hashlib.sha256(data).hexdigest()
+    codecs = PluginCodecs(plugins, key_refs=config.encrypt, keys=keys)  # a passphrase's KDF starts now
+    spec = CompressionSpec.parse(config.compress)
+    factory = codecs.compressor(spec.name)
+    await anyio.to_thread.run_sync(_wal_size, source)
     repository = await open_repository(plugins, config.repo, config.storage_options)
     storage = repository.storage
     record_path = sidecar_path(name)
-    existing = await storage.read_bytes(record_path) if await storage.exists(record_path) else None
-    if _existing(existing, f"{repository.url}/{record_path}", name, sha):
-        return False
-    spec = CompressionSpec.parse(config.compress)
-    factory = plugins.compressors().get(spec.name)
-    transforms = [Transform(f"compress:{spec.name}", factory.compressor(spec.options))]
-    cipher: str | None = None
-    if config.encrypt:
-        context = wal_context(repository.repository_id, name, spec.name)
-        stage, cipher = await encrypting_transform(
-            plugins, config.encrypt, context, keys=keys, object_name=name, providers=providers
-        )
-        transforms.append(stage)
-    path = object_path(name, factory.extension)
-    pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)]
-    result = await Pipeline(iterable_source(pieces), transforms, storage.open_write(path)).run()
-    record = WalRecord(
+    if await storage.exists(record_path):  # a retry: the same content is done, other content refused
+        archived = WalRecord.from_json(await storage.read_bytes(record_path), f"{repository.url}/{record_path}")
+        digest = await anyio.to_thread.run_sync(_file_sha256, source)
+        if digest == archived.plaintext_sha256:
+            return False
+        raise _conflict(name, archived.plaintext_sha256, digest)
+    plaintext = Digest()
+    stored = await store_object(
+        repository,
+        object_path(name, factory.extension),
+        file_source(source),
         name=name,
-        path=path,
-        plaintext_size=len(data),
-        plaintext_sha256=sha,
-        stored_size=result.bytes_out,
-        stored_sha256=result.sha256,
+        codecs=codecs,
         codec=spec.name,
-        cipher=cipher,
-        key_refs=config.encrypt if cipher else (),
-        archived_at=time.time(),
+        codec_options=spec.options,
+        context=wal_context(repository.repository_id, name, spec.name),
+        taps=[Transform("sha256", plaintext)],
     )
-    await storage.write_bytes(record_path, record.to_json())
+    if stored.plaintext_size > MAX_WAL_FILE:
+        await storage.delete(stored.path)
+        raise ConfigError(f"{source} is larger than 1 GiB; not a WAL file")
+    record = WalRecord(stored, plaintext.hexdigest(), time.time())
+    await storage.write_bytes(record_path, record.to_json())  # the commit point
     return True
 
 
-async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
+async def _fetch(config: WalConfig, name: str, target: str) -> None:
     from backstream import Plugins
     from backstream.jobs import KeyOptions, open_repository
 
@@ -403,28 +259,21 @@ async def _fetch_general(config: WalConfig, name: str, target: str) -> None:
 async def fetch_archived(plugins: Plugins, repository: Repository, name: str, target: str, keys: KeyOptions) -> None:
     """Write archived WAL file ``name`` of ``repository``, checked and decoded, to ``target``
     (atomically); WalNotFound when it is not archived."""
-    import anyio.to_thread
-    from backstream import MemoryWriter, Pipeline, Transform, iterable_source, memory_sink
-    from backstream.jobs import verified
-    from backstream.jobs.encryption import open_decrypting
-    from backstream.repository import ObjectRecord
+    from backstream.jobs.objects import PluginCodecs
+    from backstream.repository.objects import read_object
+    from backstream.streams import file_sink
 
     storage = repository.storage
     record_path = sidecar_path(name)
     if not await storage.exists(record_path):
         raise WalNotFound(f"{name} is not in the WAL archive of {repository.url}")
     record = WalRecord.from_json(await storage.read_bytes(record_path), f"{repository.url}/{record_path}")
-    as_object = ObjectRecord.archived(record)
-    writer = MemoryWriter()
-    async with verified(storage.open_read(record.path), as_object) as stored:
-        transforms: list[Transform] = []
-        if record.cipher:
-            context = wal_context(repository.repository_id, name, record.codec)
-            decrypt, stored = await open_decrypting(plugins, stored, context, keys=keys, object_name=name)
-            transforms.append(decrypt)
-        codec = plugins.compressors().get(record.codec).decompressor()
-        transforms.append(Transform(f"decompress:{record.codec}", codec))
-        await Pipeline(iterable_source(stored), transforms, memory_sink(writer)).run()
-    data = writer.data or b""
-    _check_plaintext(record, data)
-    await anyio.to_thread.run_sync(lambda: _atomic_write(target, data, fsync=False))
+    await read_object(
+        repository,
+        record.object,
+        file_sink(target, fsync=False),  # restore_command's file: PostgreSQL syncs what it replays
+        codecs=PluginCodecs(plugins, keys=keys),
+        context=wal_context(repository.repository_id, name, record.object.codec),
+        plaintext_sha256=record.plaintext_sha256,
+        described_by="WAL record",
+    )

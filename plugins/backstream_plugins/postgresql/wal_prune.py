@@ -53,7 +53,7 @@ async def prune_wal(repository: Repository, kept: Sequence[Manifest], *, dry_run
         record = WalRecord.from_json(await repository.storage.read_bytes(where), where)  # names the object
         await repository.storage.delete(where)
         try:
-            await repository.storage.delete(record.path)
+            await repository.storage.delete(record.object.path)
         except BackstreamError as exc:
-            log.warning("could not remove %s: %s", record.path, exc)
+            log.warning("could not remove %s: %s", record.object.path, exc)
     return decisions

@@ -23,6 +23,7 @@ import pytest
 from backstream import Plugins
 from backstream.errors import ConfigError, RepositoryError
 from backstream.jobs import open_repository
+from backstream.repository import ObjectRecord
 from backstream_plugins.mysql.binlog import BinlogRecord, parse_target_time, plan_replay, scan_events, stop_datetime
 from backstream_plugins.mysql.binlog.prune import prune_binlogs
 from fixtures.mariadb import MariaDBServer
@@ -223,7 +224,7 @@ def test_archive_records_each_closed_binlog_with_its_event_times(scenario: Scena
     assert current not in names
     assert names and all(r.first_event is not None and r.last_event is not None for r in found)
     assert all(r.first_event <= r.last_event for r in found if r.first_event and r.last_event)
-    assert all((scenario.repo / r.path).is_file() and r.path.endswith(".zst") for r in found)
+    assert all((scenario.repo / r.object.path).is_file() and r.object.path.endswith(".zst") for r in found)
     assert all(f"archived {n}" in scenario.archive_output for n in names)
 
 
@@ -312,8 +313,8 @@ def test_encrypted_archive_and_replay(scenario: Scenario) -> None:
     shutil.rmtree(repo / "binlog")
     cli("binlog-archive", server.url(), "--repo", str(repo), "--encrypt", "passphrase", *FAST_KDF, env=env)
     found = records(repo)
-    assert found and all(r.cipher for r in found)
-    assert all(b"INSERT INTO items" not in (repo / r.path).read_bytes() for r in found)
+    assert found and all(r.object.cipher for r in found)
+    assert all(b"INSERT INTO items" not in (repo / r.object.path).read_bytes() for r in found)
     target_db = server.unique_name("pitr_enc")
     cli(
         "restore",
@@ -346,7 +347,7 @@ def test_a_missing_binlog_in_the_chain_is_named_and_the_target_is_untouched(scen
     )
     assert len(plan.files) >= 3
     missing = plan.files[1]
-    (repo / missing.path).unlink()
+    (repo / missing.object.path).unlink()
     (repo / f"binlog/1/{missing.name}.json").unlink()
     target_db = server.create_database(server.unique_name("pitr_keep"))
     server.execute("CREATE TABLE precious (v TEXT)", database=target_db)
@@ -483,15 +484,10 @@ def _record(name: str, first: int, last: int) -> BinlogRecord:
     base = datetime(2026, 11, 25, tzinfo=UTC)
     return BinlogRecord(
         server_id=1,
-        name=name,
-        path=f"binlog/1/{name}.zst",
-        plaintext_size=1,
+        object=ObjectRecord(
+            name=name, path=f"binlog/1/{name}.zst", stored_size=1, stored_sha256="", plaintext_size=1, codec="zstd"
+        ),
         plaintext_sha256="",
-        stored_size=1,
-        stored_sha256="",
-        codec="zstd",
-        cipher=None,
-        key_refs=(),
         first_event=base + timedelta(seconds=first),
         last_event=base + timedelta(seconds=last),
         archived_at=base,
@@ -580,11 +576,11 @@ def test_check_covers_the_binlog_archive_and_catches_a_changed_byte(scenario: Sc
     found = records(repo)
     healthy = json.loads(cli("check", "--repo", str(repo), "--read-data", "--json", env=scenario.env).stdout)
     assert healthy["ok"] and healthy["archived"] == len(found) > 0
-    target = repo / found[-1].path
+    target = repo / found[-1].object.path
     raw = bytearray(target.read_bytes())
     raw[len(raw) // 2] ^= 1
     target.write_bytes(bytes(raw))
     result = cli("check", "--repo", str(repo), "--json", env=scenario.env, check=False)
     assert result.returncode == 1
     problems = json.loads(result.stdout)["problems"]
-    assert [(p["kind"], p["path"]) for p in problems] == [("sha256", found[-1].path)]
+    assert [(p["kind"], p["path"]) for p in problems] == [("sha256", found[-1].object.path)]

@@ -19,8 +19,6 @@ import anyio.to_thread
 from backstream import (
     DEFAULT_COMPRESSION,
     ConfigError,
-    IntegrityError,
-    Pipeline,
     Plugins,
     RecoveryWindow,
     RepositoryError,
@@ -30,8 +28,10 @@ from backstream import (
     file_source,
 )
 from backstream.jobs import KeyOptions
+from backstream.jobs.objects import PluginCodecs
 from backstream.repository import Manifest, ObjectRecord, Repository, format_time, parse_time, utc_now
 from backstream.repository.check import ArchivedFile, Problem
+from backstream.repository.objects import Digest, read_object, store_object
 from backstream.retention import ArchiveDecision, RecoveryStart, archive_to_keep
 from backstream.retention import ArchivedFile as RetainedFile
 
@@ -43,6 +43,11 @@ RECORD_FORMAT = "samplekv-journal/1"
 
 def record_path(number: int) -> str:
     return f"{PREFIX}{journal_name(number)}.json"
+
+
+def journal_context(repository_id: str, number: int) -> dict[str, str]:
+    """What an encrypted journal object's header is bound to (so it cannot pass for another file)."""
+    return {"kind": "samplekv-journal", "repository_id": repository_id, "journal": journal_name(number)}
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class JournalArchive:
         record = JournalRecord.from_json(data, where)
         return ArchivedFile(
             record=record.object,
-            context={"repository": repository_id, "journal": journal_name(record.number)},  # (stored unencrypted)
+            context=journal_context(repository_id, record.number),
             plaintext_sha256=record.plaintext_sha256,
         )
 
@@ -162,16 +167,15 @@ class JournalArchive:
         if number is None or not await repository.storage.exists(record_path(number)):
             raise ConfigError(f"{name!r} is not in the journal archive of {repository.url}")
         record = await read_record(repository, number)
-        stored = record.object
-        await Pipeline(
-            repository.storage.open_read(stored.path),
-            [
-                Transform("check stored", Expect(stored.path, stored.stored_size, stored.stored_sha256)),
-                Transform(f"decompress:{stored.codec}", plugins.compressors().get(stored.codec).decompressor()),
-                Transform("check plaintext", Expect(stored.path, stored.plaintext_size, record.plaintext_sha256)),
-            ],
-            file_sink(path),  # appears only if both checks passed
-        ).run()
+        await read_object(
+            repository,
+            record.object,
+            file_sink(path),  # appears only if every check passed
+            codecs=PluginCodecs(plugins, keys=keys),
+            context=journal_context(repository.repository_id, number),
+            plaintext_sha256=record.plaintext_sha256,
+            described_by="journal record",
+        )
 
 
 async def push_journal(
@@ -184,8 +188,7 @@ async def push_journal(
     if number is None:
         raise ConfigError(f"{local}: not a journal file (expected a name like 000042.log)")
     codec, _, level = compress.partition(":")
-    factory = plugins.compressors().get(codec)
-    compressor = factory.compressor({"level": level} if level else {})
+    codecs = PluginCodecs(plugins)  # the sample stores unencrypted; key_refs=... would encrypt
     async with repository.lock("samplekv-archive", exclusive=False):  # prune deletes under the exclusive one
         if await repository.storage.exists(record_path(number)):
             existing = await read_record(repository, number)
@@ -193,19 +196,16 @@ async def push_journal(
                 return None
             raise RepositoryError(f"{name} is already archived with other content; refusing to overwrite it")
         digest = Digest()
-        path = f"{PREFIX}{name}{factory.extension}"
-        result = await Pipeline(
+        stored = await store_object(
+            repository,
+            f"{PREFIX}{name}{codecs.compressor(codec).extension}",
             file_source(local),
-            [Transform("sha256", digest), Transform(f"compress:{codec}", compressor)],
-            repository.storage.open_write(path),
-        ).run()
-        stored = ObjectRecord(
             name=name,
-            path=path,
-            stored_size=result.bytes_out,
-            stored_sha256=result.sha256,
-            plaintext_size=result.bytes_in,
+            codecs=codecs,
             codec=codec,
+            codec_options={"level": level} if level else {},
+            context=journal_context(repository.repository_id, number),
+            taps=[Transform("sha256", digest)],  # the plaintext's sha256, in the same pass
         )
         record = JournalRecord(number, stored, digest.hexdigest(), utc_now())
         await repository.storage.write_bytes(record_path(number), record.to_json())
@@ -239,36 +239,3 @@ def _sha256(path: str) -> str:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
-class Digest:
-    """A pass-through codec that hashes and counts what flows through it."""
-
-    def __init__(self) -> None:
-        self._sha256 = hashlib.sha256()
-        self.size = 0
-
-    def update(self, chunk: bytes) -> bytes:
-        self._sha256.update(chunk)
-        self.size += len(chunk)
-        return chunk
-
-    def finish(self) -> bytes:
-        return b""
-
-    def hexdigest(self) -> str:
-        return self._sha256.hexdigest()
-
-
-class Expect(Digest):
-    """A ``Digest`` that fails the pipeline (so its sink commits nothing) unless exactly ``size``
-    bytes with ``sha256`` went through."""
-
-    def __init__(self, what: str, size: int, sha256: str) -> None:
-        super().__init__()
-        self.what, self.expected = what, (size, sha256)
-
-    def finish(self) -> bytes:
-        if (self.size, self.hexdigest()) != self.expected:
-            raise IntegrityError(f"{self.what} does not match its journal record (size or sha256)")
-        return b""

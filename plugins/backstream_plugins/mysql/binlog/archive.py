@@ -20,11 +20,12 @@ import anyio.to_thread
 from backstream.defaults import DEFAULT_COMPRESSION
 from backstream.errors import BackstreamError, ConfigError, RepositoryError, SourceError
 from backstream.jobs.common import CompressionSpec, compressor, open_repository
-from backstream.jobs.encryption import KeyOptions, encrypting_transform
-from backstream.pipeline import Pipeline, Transform
+from backstream.jobs.encryption import KeyOptions
+from backstream.jobs.objects import PluginCodecs
 from backstream.plugins import Plugins
 from backstream.repository import Repository, redact_url, utc_now
 from backstream.repository.blobs import list_under, read_small, write_small
+from backstream.repository.objects import store_object
 from backstream.streams import file_source
 
 from backstream_plugins.mysql.binlog.layout import (
@@ -125,9 +126,7 @@ async def archive_binlogs(
     spec = CompressionSpec.parse(compress)
     compression = compressor(plugins, spec.name)
     compression.compressor(spec.options)
-    key_refs = tuple(encrypt)
-    if any(not ref.strip() for ref in key_refs):
-        raise ConfigError("an empty key reference was given to encrypt with")
+    codecs = PluginCodecs(plugins, key_refs=encrypt, keys=keys, prepare=False)  # key work only if a file is new
     if binlog_dir is not None and not os.path.isdir(binlog_dir):
         raise ConfigError(f"--binlog-dir {binlog_dir} is not a directory")
     repository = await open_repository(plugins, repo, storage_options)
@@ -144,10 +143,10 @@ async def archive_binlogs(
                 binlog_sequence(name)
                 record = existing.get(name)
                 if record is not None and binlog_dir is None:
-                    if record.plaintext_size != size:
+                    if record.object.plaintext_size != size:
                         raise RepositoryError(
                             f"binlog {name} of server {state.server_id} is already archived with "
-                            f"{record.plaintext_size} bytes, but the server's file has {size}: a different file "
+                            f"{record.object.plaintext_size} bytes, but the server's file has {size}: a different file "
                             "with the same name (was the binlog reset?); refusing to overwrite it"
                         )
                     result.skipped.append(name)
@@ -165,17 +164,7 @@ async def archive_binlogs(
                         continue
                     span = await anyio.to_thread.run_sync(scan_events, local)
                     stored = await _store(
-                        plugins,
-                        repository,
-                        state.server_id,
-                        name,
-                        local,
-                        digest,
-                        span,
-                        spec,
-                        key_refs,
-                        keys,
-                        redact_url(source),
+                        repository, codecs, state.server_id, name, local, digest, span, spec, redact_url(source)
                     )
                     result.archived.append(stored)
                 finally:
@@ -252,41 +241,31 @@ async def _fetch(endpoint: MySQLEndpoint, name: str, binlog_dir: str | None, wor
 
 
 async def _store(
-    plugins: Plugins,
     repository: Repository,
+    codecs: PluginCodecs,
     server_id: int,
     name: str,
     local: str,
     digest: str,
     span: EventSpan,
     spec: CompressionSpec,
-    key_refs: tuple[str, ...],
-    keys: KeyOptions | None,
     source: str,
 ) -> BinlogRecord:
     """Store one binlog (object first, then its record: the commit point)."""
-    compression = compressor(plugins, spec.name)
-    path = object_path(server_id, name, compression.extension)
-    transforms = [Transform(f"compress:{spec.name}", compression.compressor(spec.options))]
-    cipher: str | None = None
-    if key_refs:
-        context = encryption_context(repository.repository_id, server_id, name, spec.name)
-        stage, cipher = await encrypting_transform(
-            plugins, key_refs, context, keys=keys, object_name=f"{repository.url}/{path}"
-        )
-        transforms.append(stage)
-    result = await Pipeline(file_source(local), transforms, repository.storage.open_write(path)).run()
+    stored = await store_object(
+        repository,
+        object_path(server_id, name, codecs.compressor(spec.name).extension),
+        file_source(local),
+        name=name,
+        codecs=codecs,
+        codec=spec.name,
+        codec_options=spec.options,
+        context=encryption_context(repository.repository_id, server_id, name, spec.name),
+    )
     record = BinlogRecord(
         server_id=server_id,
-        name=name,
-        path=path,
-        plaintext_size=result.bytes_in,
+        object=stored,
         plaintext_sha256=digest,
-        stored_size=result.bytes_out,
-        stored_sha256=result.sha256,
-        codec=spec.name,
-        cipher=cipher,
-        key_refs=key_refs if cipher else (),
         first_event=span.first_event,
         last_event=span.last_event,
         archived_at=utc_now(),

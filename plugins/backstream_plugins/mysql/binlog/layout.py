@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backstream.errors import ConfigError, RepositoryError
+from backstream.repository import ObjectRecord
 from backstream.repository.ids import format_time, parse_time
 
 BINLOG_PREFIX = "binlog/"
@@ -111,22 +112,20 @@ def scan_events(path: str) -> EventSpan:
 
 @dataclass(frozen=True)
 class BinlogRecord:
-    """The committed record of one archived binlog file."""
+    """The committed record of one archived binlog file: its server, the stored object (named after
+    the file), the plaintext's sha256, its first and last event times, when and from where it was archived."""
 
     server_id: int
-    name: str
-    path: str
-    plaintext_size: int
+    object: ObjectRecord
     plaintext_sha256: str
-    stored_size: int
-    stored_sha256: str
-    codec: str
-    cipher: str | None
-    key_refs: tuple[str, ...]
     first_event: datetime | None
     last_event: datetime | None
     archived_at: datetime
     source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.object.name
 
     @property
     def sequence(self) -> int:
@@ -140,15 +139,7 @@ class BinlogRecord:
             "format": "backstream-binlog",
             "format_version": 1,
             "server_id": self.server_id,
-            "name": self.name,
-            "path": self.path,
-            "plaintext_size": self.plaintext_size,
-            "plaintext_sha256": self.plaintext_sha256,
-            "stored_size": self.stored_size,
-            "stored_sha256": self.stored_sha256,
-            "codec": self.codec,
-            "cipher": self.cipher,
-            "key_refs": list(self.key_refs),
+            **self.object.archive_fields(self.plaintext_sha256),
             "first_event": when(self.first_event),
             "last_event": when(self.last_event),
             "archived_at": format_time(self.archived_at),
@@ -169,15 +160,8 @@ class BinlogRecord:
 
             record = cls(
                 server_id=int(document["server_id"]),
-                name=str(document["name"]),
-                path=str(document["path"]),
-                plaintext_size=int(document["plaintext_size"]),
+                object=ObjectRecord.from_archive_fields(document),
                 plaintext_sha256=str(document["plaintext_sha256"]),
-                stored_size=int(document["stored_size"]),
-                stored_sha256=str(document["stored_sha256"]),
-                codec=str(document["codec"]),
-                cipher=None if document.get("cipher") is None else str(document["cipher"]),
-                key_refs=tuple(str(k) for k in document.get("key_refs") or ()),
                 first_event=when("first_event"),
                 last_event=when("last_event"),
                 archived_at=parse_time(str(document["archived_at"])),

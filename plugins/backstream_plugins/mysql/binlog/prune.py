@@ -85,9 +85,9 @@ async def prune_binlogs(
             record = records[item.server_id][item.name]
             await repository.storage.delete(record_path(item.server_id, item.name))
             try:
-                await repository.storage.delete(record.path)
+                await repository.storage.delete(record.object.path)
             except BackstreamError as exc:
-                log.warning("could not remove %s: %s", record.path, exc)
+                log.warning("could not remove %s: %s", record.object.path, exc)
         return decisions
 
     if not lock:

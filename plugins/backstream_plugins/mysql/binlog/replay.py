@@ -6,24 +6,23 @@ file by file and, on failure, says exactly how far it got.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
 from array import array
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
 from anyio.abc import ByteReceiveStream
-from backstream.errors import ConfigError, IntegrityError, RepositoryError, SourceError
-from backstream.jobs.common import compressor
-from backstream.jobs.encryption import KeyOptions, open_decrypting
-from backstream.pipeline import Pipeline, Transform
+from backstream.errors import ConfigError, RepositoryError, SourceError
+from backstream.jobs.encryption import KeyOptions
+from backstream.jobs.objects import PluginCodecs
 from backstream.plugins import Plugins
 from backstream.repository import Repository, format_time
-from backstream.streams import file_sink, iterable_source
+from backstream.repository.objects import read_object
+from backstream.streams import file_sink
 from backstream.tools import kill_tool, open_tool
 
 from backstream_plugins.mysql.binlog.layout import BinlogRecord, binlog_sequence, encryption_context
@@ -136,35 +135,18 @@ async def fetch(
 ) -> str:
     """Verify, decrypt and decompress one archived binlog into ``directory``; returns the local path."""
     target = os.path.join(directory, record.name)
-    storage = repository.storage
-    if not await storage.exists(record.path):
-        raise RepositoryError(f"{repository.url}/{record.path} (binlog {record.name}) is missing from the repository")
-
-    async def checked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        digest = hashlib.sha256()
-        size = 0
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > record.stored_size:
-                raise IntegrityError(f"{record.path} is larger than its record says ({record.stored_size} bytes)")
-            digest.update(chunk)
-            yield chunk
-        if size != record.stored_size or digest.hexdigest() != record.stored_sha256:
-            raise IntegrityError(f"{record.path} does not match its record (size or sha256): corrupted or modified")
-
-    async with storage.open_read(record.path) as raw:
-        stored: AsyncIterator[bytes] = checked(raw)
-        transforms: list[Transform] = []
-        if record.cipher:
-            context = encryption_context(repository.repository_id, record.server_id, record.name, record.codec)
-            decrypt, stored = await open_decrypting(
-                plugins, stored, context, keys=keys, object_name=f"{repository.url}/{record.path}"
-            )
-            transforms.append(decrypt)
-        transforms.append(Transform(f"decompress:{record.codec}", compressor(plugins, record.codec).decompressor()))
-        result = await Pipeline(iterable_source(stored), transforms, file_sink(target, fsync=False)).run()
-    if result.bytes_out != record.plaintext_size or result.sha256 != record.plaintext_sha256:
-        raise IntegrityError(f"binlog {record.name} decoded to different bytes than were archived")
+    stored = record.object
+    if not await repository.storage.exists(stored.path):
+        raise RepositoryError(f"{repository.url}/{stored.path} (binlog {record.name}) is missing from the repository")
+    await read_object(
+        repository,
+        stored,
+        file_sink(target, fsync=False),
+        codecs=PluginCodecs(plugins, keys=keys),
+        context=encryption_context(repository.repository_id, record.server_id, record.name, stored.codec),
+        plaintext_sha256=record.plaintext_sha256,
+        described_by="binlog record",
+    )
     return target
 
 
