@@ -103,6 +103,14 @@ _LAZY: dict[str, str] = {
     "Register": "backstream.registry",
     "Registry": "backstream.registry",
     "run_async": "backstream.runtime",
+    "EventSink": "backstream.schedule",
+    "JobSpec": "backstream.schedule",
+    "load_schedule": "backstream.schedule",
+    "NotifyPolicy": "backstream.schedule",
+    "RetryPolicy": "backstream.schedule",
+    "RunRecord": "backstream.schedule",
+    "ScheduleConfig": "backstream.schedule",
+    "Scheduler": "backstream.schedule",
     "file_sink": "backstream.streams",
     "file_source": "backstream.streams",
     "iterable_source": "backstream.streams",
@@ -212,6 +220,14 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.registry import Register as Register
     from backstream.registry import Registry as Registry
     from backstream.runtime import run_async as run_async
+    from backstream.schedule import EventSink as EventSink
+    from backstream.schedule import JobSpec as JobSpec
+    from backstream.schedule import NotifyPolicy as NotifyPolicy
+    from backstream.schedule import RetryPolicy as RetryPolicy
+    from backstream.schedule import RunRecord as RunRecord
+    from backstream.schedule import ScheduleConfig as ScheduleConfig
+    from backstream.schedule import Scheduler as Scheduler
+    from backstream.schedule import load_schedule as load_schedule
     from backstream.streams import MemoryWriter as MemoryWriter
     from backstream.streams import file_sink as file_sink
     from backstream.streams import file_source as file_source

@@ -1,0 +1,35 @@
+"""``backstream daemon --config FILE``: run the schedule file's jobs until SIGTERM.
+
+SIGHUP reloads the file (a bad one keeps the jobs as they were, and the log says why); SIGTERM or
+Ctrl-C stops starting jobs, lets running ones finish within ``shutdown_grace``, then cancels them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from backstream.cli.schedule_args import add_config_argument, schedule_config
+from backstream.runtime import run_async
+from backstream.schedule import Scheduler
+from backstream.schedule.logline import FORMATS, EventLog
+
+NAME = "daemon"
+HELP = "run scheduled jobs (backups, restore drills, checks, prune) from a schedule file"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="one line per event as key=value text or JSON"
+    )
+    parser.add_argument("--check-config", action="store_true", help="only validate the schedule file and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = schedule_config(args)
+    if args.check_config:
+        print(f"{config.path}: {len(config.jobs)} job(s), state in {config.state_dir}")
+        return 0
+    scheduler = Scheduler(config, event_log=EventLog(args.log_format))
+    run_async(lambda: scheduler.run(handle_signals=True))
+    return 0
