@@ -85,6 +85,9 @@ _LAZY: dict[str, str] = {
     "MultipartUploads": "backstream.protocols",
     "NamedDump": "backstream.protocols",
     "Notifier": "backstream.protocols",
+    "NotificationChannel": "backstream.protocols",
+    "Notification": "backstream.notify",
+    "Notifications": "backstream.notify",
     "PreparedKeys": "backstream.protocols",
     "ProcessLocal": "backstream.protocols",
     "RecoveryWindow": "backstream.protocols",
@@ -166,6 +169,8 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.events import JobFinished as JobFinished
     from backstream.events import JobStarted as JobStarted
     from backstream.hookspecs import hookimpl as hookimpl
+    from backstream.notify import Notification as Notification
+    from backstream.notify import Notifications as Notifications
     from backstream.options import check_options as check_options
     from backstream.options import int_option as int_option
     from backstream.pipeline import Pipeline as Pipeline
@@ -201,6 +206,7 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.protocols import LogArchive as LogArchive
     from backstream.protocols import MultipartUploads as MultipartUploads
     from backstream.protocols import NamedDump as NamedDump
+    from backstream.protocols import NotificationChannel as NotificationChannel
     from backstream.protocols import Notifier as Notifier
     from backstream.protocols import PreparedKeys as PreparedKeys
     from backstream.protocols import ProcessLocal as ProcessLocal

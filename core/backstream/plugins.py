@@ -53,6 +53,8 @@ BUILTIN_PLUGINS: dict[str, tuple[str, ...]] = {
     "backstream_plugins.kms.aws_kms": ("kms",),
     "backstream_plugins.kms.azure_keyvault": ("kms",),
     "backstream_plugins.kms.gcp_kms": ("kms",),
+    "backstream_plugins.notify.webhook": ("notifier",),
+    "backstream_plugins.notify.smtp": ("notifier",),
     "backstream_plugins.postgresql": ("source", "check", "archive", "command"),
     "backstream_plugins.sqlite": ("source", "check", "command"),
     "backstream_plugins.mysql": ("source", "check", "archive", "command"),

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import argparse
 
     from backstream.jobs.encryption import KeyOptions
+    from backstream.notify import Notification
     from backstream.plugins import Plugins
     from backstream.repository import Manifest, Repository
     from backstream.repository.check import ArchivedFile, Problem
@@ -508,11 +509,22 @@ class LogArchive(Protocol):
 
 
 class Notifier(Protocol):
-    """Sends job events somewhere (``register_notifiers``)."""
+    """A kind of notification channel (``register_notifiers``): ``webhook``, ``email``, ...
+
+    ``create`` checks the options of one ``[notifiers.NAME]`` table of a schedule file (a bad one
+    is a ConfigError naming the option) and returns the channel that sends; it does no I/O.
+    """
 
     name: str
 
-    async def notify(self, event: object) -> None: ...
+    def create(self, options: Mapping[str, Any]) -> NotificationChannel: ...
+
+
+class NotificationChannel(Protocol):
+    """One configured channel: ``send`` delivers one ``backstream.notify.Notification`` (retrying
+    as its kind of channel does) or raises a BackstreamError saying why it could not."""
+
+    async def send(self, notification: Notification) -> None: ...
 
 
 @runtime_checkable

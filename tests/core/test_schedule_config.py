@@ -79,8 +79,20 @@ env = { PGPASSWORD = "secret" }
 kind = "verify"
 schedule = "@weekly"
 timezone = "UTC"
+[notifiers.webhook]
+url = "https://hooks.example.org/backstream"
+secret_env = "HOOK_SECRET"
+[notifiers.email]
+type = "email"
+host = "smtp.example.org"
+to = ["dba@example.org"]
 """
     config = load_config(write(tmp_path, text))
+    assert {name: spec.type for name, spec in config.notifiers.items()} == {"webhook": "webhook", "email": "email"}
+    assert config.notifiers["webhook"].options == {
+        "url": "https://hooks.example.org/backstream",
+        "secret_env": "HOOK_SECRET",
+    }
     assert config.max_concurrent == 3 and config.shutdown_grace == timedelta(minutes=2)
     job = config.jobs["nightly"]
     assert job.schedule.timezone == "Europe/Berlin"
@@ -119,6 +131,8 @@ def test_warn_age_defaults_to_80_percent_of_max_age(tmp_path: Path) -> None:
         ("retention = { keep_forever = 1 }", "[jobs.nightly.retention] keep_forever: unknown key"),
         ("retention = { keep_last = 0 }", "[jobs.nightly.retention] keep_last: must be a positive integer"),
         ("notify = { on = ['failure'] }", "[jobs.nightly.notify] notifiers: missing"),
+        ("notify = { notifiers = ['pager'] }", "[jobs.nightly.notify] notifiers: no [notifiers.pager] table"),
+        ("[notifiers]\npager = 'loud'", "[notifiers] pager: must be a table ([notifiers.pager])"),
         ("notify = { notifiers = ['x'], on = ['sometimes'] }", "[jobs.nightly.notify] on: unknown event(s) sometimes"),
         ('warn_age = "1h"', "[jobs.nightly] warn_age: needs max_age"),
         ('max_age = "1h"\nwarn_age = "2h"', "[jobs.nightly] warn_age: must be shorter than max_age (1h)"),

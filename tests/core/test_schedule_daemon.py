@@ -346,3 +346,55 @@ def test_trigger_without_a_daemon_queues_and_warns(tmp_path: Path) -> None:
     assert len(os.listdir(state / "triggers")) == 1
     unknown = backstream("trigger", "b", "--config", str(config), check=False)
     assert unknown.returncode != 0 and "no job named 'b'" in unknown.stderr
+
+
+def test_a_failing_job_notifies_once_and_its_recovery_once(tmp_path: Path) -> None:
+    """Notifications end to end: a real HTTP receiver, the webhook notifier of a [notifiers] table,
+    a job whose database appears only later. Many failed runs make one failure message; the first
+    good run makes one recovery message."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    Thread(target=server.serve_forever, daemon=True).start()
+    db = tmp_path / "later.db"
+    repo = new_repo(tmp_path / "repo")
+    config, state = write_config(
+        tmp_path,
+        f"""
+[notifiers.ops]
+type = "webhook"
+url = "http://127.0.0.1:{server.server_address[1]}/hook"
+secret = "s"
+
+[jobs.app]
+source = "sqlite://{db}"
+repository = "{repo}"
+schedule = "* * * * * *"
+notify = {{ notifiers = ["ops"], on = ["failure", "recovery"] }}
+""",
+    )
+    try:
+        with daemon(config, state) as running:
+            running.wait_for(lambda: sum(not r.ok for r in running.records()) >= 3, "three failed runs")
+            make_db(db)
+            running.wait_for(lambda: successes(running.records()), "a good run")
+            running.wait_for(lambda: len(received) >= 2, "the recovery message")
+            time.sleep(1.5)  # later good runs must stay silent
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [message["event"] for message in received] == ["failure", "recovery"]
+    assert received[0]["job"] == "app" and "later.db" in received[0]["error"]
+    assert (state / "notify-state.json").is_file()

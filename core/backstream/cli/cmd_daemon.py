@@ -27,9 +27,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = schedule_config(args)
+    sink = None
+    if config.notifiers:  # their options are checked now, so --check-config covers them too
+        from backstream.notify import Notifications, configured_channels
+        from backstream.plugins import Plugins
+
+        sink = Notifications(configured_channels(config.notifiers, Plugins.load()), config.state_dir)
     if args.check_config:
         print(f"{config.path}: {len(config.jobs)} job(s), state in {config.state_dir}")
         return 0
-    scheduler = Scheduler(config, event_log=EventLog(args.log_format))
+    scheduler = Scheduler(config, event_log=EventLog(args.log_format), sink=sink)
     run_async(lambda: scheduler.run(handle_signals=True))
     return 0

@@ -44,7 +44,17 @@ KIND_KEYS: dict[str, frozenset[str]] = {
 ``backstream run`` job file."""
 
 TOP_KEYS = frozenset(
-    {"state_dir", "max_concurrent", "timezone", "shutdown_grace", "kill_after", "trigger_poll", "defaults", "jobs"}
+    {
+        "state_dir",
+        "max_concurrent",
+        "timezone",
+        "shutdown_grace",
+        "kill_after",
+        "trigger_poll",
+        "defaults",
+        "jobs",
+        "notifiers",
+    }
 )
 KEY_OPTIONS = frozenset({"passphrase_file", "keystore", "audit_log"})
 """Key-provider options a scheduled job may set (each is a ``backstream`` command-line option)."""
@@ -117,8 +127,18 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class NotifierSpec:
+    """One ``[notifiers.NAME]`` table: the notifier plugin (``type``, default NAME) and its options."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    where: str = "<schedule>"
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
-    """A whole schedule file: where state lives, the limits, and the jobs by name."""
+    """A whole schedule file: where state lives, the limits, the notifiers and the jobs by name."""
 
     jobs: Mapping[str, JobSpec]
     state_dir: Path
@@ -128,6 +148,7 @@ class ScheduleConfig:
     kill_after: timedelta = timedelta(seconds=30)
     trigger_poll: float = 1.0
     timezone: str = "UTC"
+    notifiers: Mapping[str, NotifierSpec] = field(default_factory=dict)
 
 
 def default_state_dir() -> Path:
@@ -190,6 +211,14 @@ def parse_config(document: Mapping[str, Any], *, path: str | None = None) -> Sch
         if not isinstance(table, Mapping):
             raise ConfigError(f"{label}: [jobs] {name}: must be a table ([jobs.{name}])")
         jobs[name] = job_from_table(name, {**defaults, **table}, where=label, timezone=timezone)
+    notifiers = _notifiers(label, top.table("notifiers"))
+    for job in jobs.values():
+        for name in job.notify.notifiers:
+            if name not in notifiers:
+                known = ", ".join(sorted(notifiers)) or "none"
+                raise ConfigError(
+                    f"{label}: [jobs.{job.name}.notify] notifiers: no [notifiers.{name}] table (notifiers: {known})"
+                )
     return ScheduleConfig(
         jobs=jobs,
         state_dir=state_dir,
@@ -199,7 +228,19 @@ def parse_config(document: Mapping[str, Any], *, path: str | None = None) -> Sch
         kill_after=top.duration("kill_after") or timedelta(seconds=30),
         trigger_poll=(top.duration("trigger_poll") or timedelta(seconds=1)).total_seconds() or 1.0,
         timezone=timezone,
+        notifiers=notifiers,
     )
+
+
+def _notifiers(label: str, tables: Mapping[str, Any]) -> dict[str, NotifierSpec]:
+    found: dict[str, NotifierSpec] = {}
+    for name, values in tables.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{label}: [notifiers] {name}: must be a table ([notifiers.{name}])")
+        table = _Table(label, f"notifiers.{name}", values)
+        kind = table.string("type") or name
+        found[name] = NotifierSpec(name, kind, {k: v for k, v in values.items() if k != "type"}, where=label)
+    return found
 
 
 def job_from_table(name: str, table: Mapping[str, Any], *, where: str = "<schedule>", timezone: str = "UTC") -> JobSpec:

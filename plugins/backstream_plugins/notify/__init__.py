@@ -1,0 +1,1 @@
+"""Built-in notifiers: ``webhook`` (signed JSON POST) and ``email`` (SMTP), one module each."""
