@@ -44,6 +44,7 @@ COMMANDS: tuple[str, ...] = (
     "backstream.cli.cmd_daemon",
     "backstream.cli.cmd_trigger",
     "backstream.cli.cmd_status",
+    "backstream.cli.cmd_metrics",
     "backstream.cli.cmd_encrypt",
     "backstream.cli.cmd_decrypt",
     "backstream.cli.cmd_keys",

@@ -46,6 +46,8 @@ class JobStatus:
     newest: Manifest | None = None
     archive_ends: dict[str, datetime] = field(default_factory=dict)
     repository_error: str | None = None
+    repository_stored: int | None = None
+    """Stored bytes of every good backup in the job's repository (None: unreadable)."""
 
     @property
     def last_success(self) -> RunRecord | None:
@@ -159,6 +161,7 @@ async def job_statuses(
                 newest=newest_backup(job, view.manifests),
                 archive_ends=view.archive_ends,
                 repository_error=view.error,
+                repository_stored=None if view.error else sum(m.stored_size for m in view.manifests),
             )
         )
     return statuses
