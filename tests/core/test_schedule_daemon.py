@@ -196,9 +196,9 @@ def test_one_job_at_a_time_per_repository_and_at_most_max_concurrent_in_all(tmp_
         for name, repo in (("a", repo_1), ("b", f"file://{repo_1}/"), ("c", repo_2))
     )
     config, state = write_config(tmp_path, jobs, top="max_concurrent = 2")
+    for name in ("a", "b", "c"):  # queued before the daemon starts, so all three are due at once
+        backstream("trigger", name, "--config", str(config))
     with daemon(config, state) as running:
-        for name in ("a", "b", "c"):
-            backstream("trigger", name, "--config", str(config))
         running.wait_for(lambda: len(successes(running.records())) == 3, "three runs")
     by_job = {r.job: r for r in running.records()}
     assert not overlaps(by_job["a"], by_job["b"])  # one repository (spelled two ways): one after the other
