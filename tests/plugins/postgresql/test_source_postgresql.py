@@ -135,6 +135,17 @@ def process_gone(pid: int) -> bool:
     return state == "Z"
 
 
+def all_gone(pids: list[int], within: float = 5.0) -> bool:
+    """Every process of ``pids`` is gone within ``within`` seconds: a signalled group's members die
+    when the kernel has delivered the signal, a moment after the tool the job waits for."""
+    deadline = time.monotonic() + within
+    while not all(process_gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 # --- the test database -------------------------------------------------------------------------
 
 AWKWARD_SCHEMA = """
@@ -448,7 +459,7 @@ def test_a_cancelled_dump_kills_what_the_dump_tool_started_too(
 
     anyio.run(main)
     assert len(below) == 2  # pg_dump and its sleep
-    assert all(process_gone(pid) for pid in below)
+    assert all_gone(below)
 
 
 def test_sigterm_to_a_backup_kills_its_dump_tool_and_what_that_started(
@@ -481,7 +492,7 @@ def test_sigterm_to_a_backup_kills_its_dump_tool_and_what_that_started(
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGTERM, err
-    assert all(process_gone(pid) for pid in below)
+    assert all_gone(below)
 
 
 def test_consumer_error_propagates_unchanged_and_kills_pg_dump(
