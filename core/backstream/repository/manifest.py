@@ -6,7 +6,7 @@ Writing it is the commit point of a backup; a backup directory without one does 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -83,17 +83,9 @@ class ObjectRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ObjectRecord:
-        return cls(
-            name=str(data["name"]),
-            path=str(data["path"]),
-            stored_size=int(data["stored_size"]),
-            stored_sha256=str(data["stored_sha256"]),
-            plaintext_size=int(data["plaintext_size"]),
-            codec=str(data["codec"]),
-            codec_options={str(k): str(v) for k, v in dict(data.get("codec_options") or {}).items()},
-            cipher=None if data.get("cipher") is None else str(data["cipher"]),
-            key_refs=tuple(str(ref) for ref in data.get("key_refs") or ()),
-        )
+        """The object as a manifest lists it: the archive fields plus its codec options."""
+        options = {str(k): str(v) for k, v in dict(data.get("codec_options") or {}).items()}
+        return replace(cls.from_archive_fields(data), codec_options=options)
 
 
 @dataclass(frozen=True)
