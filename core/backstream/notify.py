@@ -4,7 +4,9 @@
 job's ``NotifyPolicy`` and what it told last time, whether there is news: the first failure (or a
 failure with a different error), a reminder while the job keeps failing (``remind_every``), the
 recovery (the first success after failures), or a success when asked for. Repeated identical
-failures are not sent again. What it last told per job is kept in ``notify-state.json`` in the
+failures are not sent again. From the daemon's status snapshots (``observe``) it sends ``stale``
+once per staleness: when a job's newest good backup (other kinds: last success) is older than
+its ``max_age``; a newer backup ends that staleness. What it last told per job is kept in ``notify-state.json`` in the
 daemon's state directory, so a restart neither repeats nor forgets. A channel that fails is
 logged and counted; it never fails the job.
 """
@@ -16,10 +18,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -31,15 +33,19 @@ from backstream.repository.ids import format_time
 from backstream.schedule.config import NotifierSpec
 from backstream.schedule.notify import NotifyPolicy
 
+if TYPE_CHECKING:
+    from backstream.schedule.status import JobStatus
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "notify-state.json"
-FAILURE, REMINDER, RECOVERY, SUCCESS = "failure", "reminder", "recovery", "success"
+FAILURE, REMINDER, RECOVERY, SUCCESS, STALE = "failure", "reminder", "recovery", "success", "stale"
 
 
 @dataclass(frozen=True)
 class Notification:
-    """One message about one run. ``event`` is failure, reminder, recovery or success."""
+    """One message about one run, or (``stale``) about a job's age. ``event`` is failure,
+    reminder, recovery, success or stale."""
 
     event: str
     job: str
@@ -63,9 +69,10 @@ class Notification:
             REMINDER: "is still failing",
             RECOVERY: "recovered",
             SUCCESS: "succeeded",
+            STALE: "is stale",
         }[self.event]
         line = f"[backstream] {self.job} {what} on {self.host}"
-        return f"{line}: {self.error}" if self.error and self.event in (FAILURE, REMINDER) else line
+        return f"{line}: {self.error}" if self.error and self.event in (FAILURE, REMINDER, STALE) else line
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "subject": self.subject}
@@ -77,6 +84,8 @@ class _JobState:
     error: str | None = None
     failing_since: str | None = None
     last_sent: float = 0.0
+    stale_for: str | None = None
+    """The freshness time (newest good backup) whose staleness was sent already."""
 
 
 class Notifications:
@@ -124,6 +133,48 @@ class Notifications:
         await anyio.to_thread.run_sync(self._save)  # before sending: a crash mid-send does not resend
         for name in policy.notifiers:
             await self._send(name, notification)
+
+    async def observe(self, statuses: Sequence[JobStatus]) -> None:
+        """Send ``stale`` for each job that asks for it (``notify.on``, ``max_age``) and is older
+        than ``max_age``, once per staleness. A job that never did its work (no backup yet) is
+        left to its failure notices and ``status --check``."""
+        changed = False
+        for status in statuses:
+            job = status.job
+            policy = job.notify
+            if not policy.enabled or "stale" not in policy.on or job.max_age is None:
+                continue
+            state = self._states.setdefault(job.name, _JobState())
+            moment, _ = status.freshness
+            age = status.age
+            if moment is None or age is None or age <= job.max_age:
+                changed |= state.stale_for is not None
+                state.stale_for = None
+                continue
+            fresh_at = format_time(moment)
+            if state.stale_for == fresh_at:
+                continue  # sent already
+            _, reason = status.check()
+            state.stale_for, state.last_sent, changed = fresh_at, self.clock(), True
+            notification = Notification(
+                event=STALE,
+                job=job.name,
+                kind=job.kind,
+                status="stale",
+                error=reason.removeprefix(f"{job.name}: "),
+                run_id="",
+                backup_id=None if status.newest is None else status.newest.backup_id,
+                bytes=None if status.newest is None else status.newest.stored_size,
+                attempts=None,
+                started_at=fresh_at,
+                finished_at=fresh_at,
+                host=self.host,
+            )
+            await anyio.to_thread.run_sync(self._save)  # before sending: a crash mid-send does not resend
+            for name in policy.notifiers:
+                await self._send(name, notification)
+        if changed:
+            await anyio.to_thread.run_sync(self._save)
 
     def _news(self, state: _JobState, policy: NotifyPolicy, event: JobFinished | JobFailed, now: float) -> str | None:
         if isinstance(event, JobFailed):

@@ -22,6 +22,7 @@ import yaml
 from backstream.cli.cmd_run import load_job
 from backstream.cli.main import build_parser, choose_commands
 from backstream.plugins import Plugins
+from backstream.schedule.http import PATHS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -148,8 +149,19 @@ def test_the_daemon_deployment_is_one_replica_replaced_after_it_stopped() -> Non
     pod = _pod(document)
     assert pod["terminationGracePeriodSeconds"] > 60 + 30
     (container,) = pod["containers"]
-    probe = container["readinessProbe"]["exec"]["command"]
-    assert probe[0] == "backstream"
-    parses(probe[1:])
+    args = container["args"]
+    host, port = args[args.index("--http-address") + 1].rsplit(":", 1)
+    assert host == "0.0.0.0", "the kubelet probes the pod's address, not its loopback"
+    (served,) = container["ports"]
+    assert (
+        served["containerPort"]
+        == int(port)
+        == int(document["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+    )
+    probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {probe["port"] for probe in probes.values()} == {served["name"]}
+    assert probes["readinessProbe"]["path"] == "/health"
+    assert {probe["path"] for probe in probes.values()} <= set(PATHS), "the daemon serves every probed path"
+    assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/health/live"
     paths = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert {"/etc/backstream/schedule.toml", "/var/lib/backstream"} <= paths

@@ -8,6 +8,7 @@ repository. The shipped alert rules may name only metrics that are exported.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import yaml
 from backstream.schedule import History
 from backstream.schedule.metrics import METRICS
 from fixtures.schedule_jobs import CLI, backstream, make_db, new_repo
-from prometheus_client.parser import text_string_to_metric_families
+from fixtures.scheduler_daemon import samples
 
 ROOT = Path(__file__).resolve().parents[2]
 NEVER = "0 0 1 1 *"
@@ -50,14 +51,6 @@ schedule = "{NEVER}"
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
     return config, repo, tmp_path
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 def test_the_textfile_holds_what_the_runs_did(scheduled: tuple[Path, Path, Path]) -> None:
@@ -112,3 +105,15 @@ def test_the_alert_rules_name_only_exported_metrics() -> None:
     named = {name for rule in rules for name in re.findall(r"\bbackstream_[a-z_]+", rule["expr"])}
     assert named and named <= set(METRICS)
     assert any("absent(" in rule["expr"] for rule in rules), "a job that never ran must still alert"
+
+
+def test_the_grafana_dashboard_queries_only_exported_metrics() -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "backstream.json").read_text())
+    panels = dashboard["panels"]
+    expressions = [target["expr"] for panel in panels for target in panel["targets"]]
+    variables = [variable["definition"] for variable in dashboard["templating"]["list"] if "definition" in variable]
+    named = {name for text in expressions + variables for name in re.findall(r"\bbackstream_[a-z_]+", text)}
+    assert named <= set(METRICS), f"not exported: {sorted(named - set(METRICS))}"
+    assert len(named) >= len(METRICS) - 1, f"metrics without a panel: {sorted(set(METRICS) - named)}"
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)) and all(panel["datasource"]["uid"] == "${datasource}" for panel in panels)

@@ -8,96 +8,16 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
 from backstream.repository import utc_now
 from backstream.schedule import History, RunRecord
 from fixtures.postgres import PostgresServer
 from fixtures.processes import descendants
-from fixtures.schedule_jobs import CLI, backstream, backup_ids, make_db, new_repo
-
-
-class Daemon:
-    """A ``backstream daemon`` subprocess with its JSON log lines collected."""
-
-    def __init__(self, config: Path, state: Path) -> None:
-        self.config = config
-        self.state = state
-        self.log_path = state.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "w")  # closed in stop()
-        self.process = subprocess.Popen(
-            [*CLI, "daemon", "--config", str(config), "--log-format", "json"],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
-        self.wait_for(lambda: any(e["event"] == "daemon_start" for e in self.events()), "the daemon to start")
-
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def records(self) -> list[RunRecord]:
-        return list(History(self.state).records())
-
-    def wait_for(self, condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.process.poll() is not None:
-                pytest.fail(f"the daemon exited ({self.process.returncode}) waiting for {what}:\n{self.log_text()}")
-            time.sleep(0.1)
-        pytest.fail(f"timed out waiting for {what}:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return self.log_path.read_text()
-
-    def signal(self, number: int) -> None:
-        self.process.send_signal(number)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"the daemon did not stop on SIGTERM:\n{self.log_text()}")
-        finally:
-            self._log.close()
-        return code
-
-
-@contextmanager
-def daemon(config: Path, state: Path) -> Iterator[Daemon]:
-    running = Daemon(config, state)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def successes(records: list[RunRecord], job: str | None = None) -> list[RunRecord]:
-    return [r for r in records if r.ok and (job is None or r.job == job)]
-
-
-def write_config(tmp_path: Path, body: str, *, top: str = "") -> tuple[Path, Path]:
-    state = tmp_path / "state"
-    config = tmp_path / "schedule.toml"
-    config.write_text(f'state_dir = "{state}"\ntrigger_poll = 0.2\n{top}\n{body}')
-    return config, state
-
-
-NEVER = "0 0 1 1 *"
-"""A schedule that does not come round during a test: such jobs run when triggered."""
+from fixtures.schedule_jobs import backstream, backup_ids, make_db, new_repo
+from fixtures.scheduler_daemon import NEVER, Daemon, daemon, receiver, successes, write_config
 
 
 def test_a_seconds_schedule_runs_sqlite_backups_on_time_and_applies_retention(tmp_path: Path) -> None:
@@ -352,30 +272,15 @@ def test_a_failing_job_notifies_once_and_its_recovery_once(tmp_path: Path) -> No
     """Notifications end to end: a real HTTP receiver, the webhook notifier of a [notifiers] table,
     a job whose database appears only later. Many failed runs make one failure message; the first
     good run makes one recovery message."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    Thread(target=server.serve_forever, daemon=True).start()
-    db = tmp_path / "later.db"
-    repo = new_repo(tmp_path / "repo")
-    config, state = write_config(
-        tmp_path,
-        f"""
+    with receiver() as (port, received):
+        db = tmp_path / "later.db"
+        repo = new_repo(tmp_path / "repo")
+        config, state = write_config(
+            tmp_path,
+            f"""
 [notifiers.ops]
 type = "webhook"
-url = "http://127.0.0.1:{server.server_address[1]}/hook"
+url = "http://127.0.0.1:{port}/hook"
 secret = "s"
 
 [jobs.app]
@@ -384,17 +289,13 @@ repository = "{repo}"
 schedule = "* * * * * *"
 notify = {{ notifiers = ["ops"], on = ["failure", "recovery"] }}
 """,
-    )
-    try:
+        )
         with daemon(config, state) as running:
             running.wait_for(lambda: sum(not r.ok for r in running.records()) >= 3, "three failed runs")
             make_db(db)
             running.wait_for(lambda: successes(running.records()), "a good run")
             running.wait_for(lambda: len(received) >= 2, "the recovery message")
             time.sleep(1.5)  # later good runs must stay silent
-    finally:
-        server.shutdown()
-        server.server_close()
     assert [message["event"] for message in received] == ["failure", "recovery"]
     assert received[0]["job"] == "app" and "later.db" in received[0]["error"]
     assert (state / "notify-state.json").is_file()

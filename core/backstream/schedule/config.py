@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -54,6 +54,8 @@ TOP_KEYS = frozenset(
         "defaults",
         "jobs",
         "notifiers",
+        "http_address",
+        "status_interval",
     }
 )
 KEY_OPTIONS = frozenset({"passphrase_file", "keystore", "audit_log"})
@@ -149,6 +151,10 @@ class ScheduleConfig:
     trigger_poll: float = 1.0
     timezone: str = "UTC"
     notifiers: Mapping[str, NotifierSpec] = field(default_factory=dict)
+    http_address: tuple[str, int] | None = None
+    """Where the daemon serves ``/metrics`` and ``/health`` (None: it serves nothing)."""
+    status_interval: timedelta = timedelta(seconds=60)
+    """How often the daemon re-reads the repositories for ``/metrics``, ``/health`` and stale notices."""
 
 
 def default_state_dir() -> Path:
@@ -229,7 +235,33 @@ def parse_config(document: Mapping[str, Any], *, path: str | None = None) -> Sch
         trigger_poll=(top.duration("trigger_poll") or timedelta(seconds=1)).total_seconds() or 1.0,
         timezone=timezone,
         notifiers=notifiers,
+        http_address=_address(top, "http_address"),
+        status_interval=_positive(top, "status_interval") or timedelta(seconds=60),
     )
+
+
+def _positive(table: _Table, key: str) -> timedelta | None:
+    value = table.duration(key)
+    if value is not None and not value:
+        table.fail(key, "must be longer than 0s")
+    return value
+
+
+def _address(table: _Table, key: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one) as (host, port)."""
+    text = table.string(key)
+    if text is None:
+        return None
+    return parse_address(text, lambda problem: table.fail(key, problem))
+
+
+def parse_address(text: str, fail: Callable[[str], NoReturn]) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port); ``fail`` is called with the problem."""
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        fail(f'must be "HOST:PORT" (e.g. "127.0.0.1:9811"), not {text!r}')
+    return host, int(port)
 
 
 def _notifiers(label: str, tables: Mapping[str, Any]) -> dict[str, NotifierSpec]:

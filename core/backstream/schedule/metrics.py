@@ -42,7 +42,8 @@ METRICS: dict[str, str] = {
 }
 
 
-def _prometheus() -> object:
+def require_prometheus() -> object:
+    """prometheus_client, or a ConfigError with the install hint."""
     try:
         import prometheus_client
     except ImportError:
@@ -54,7 +55,7 @@ def _prometheus() -> object:
 
 def registry(statuses: Sequence[JobStatus], records: Iterable[RunRecord]) -> CollectorRegistry:
     """The metrics of ``statuses`` (``job_statuses``) and the history ``records``."""
-    _prometheus()
+    require_prometheus()
     from prometheus_client import CollectorRegistry, Counter, Gauge
 
     found = CollectorRegistry()

@@ -6,11 +6,15 @@ run to an ``EventSink``; deciding what to send (repeats, recoveries, reminders) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from backstream.events import JobFailed, JobFinished
+
+if TYPE_CHECKING:
+    from backstream.schedule.status import JobStatus
 
 NOTIFY_ON = frozenset({"failure", "success", "recovery", "stale"})
 """What a job may ask to be notified about."""
@@ -41,3 +45,12 @@ class EventSink(Protocol):
     what it raises."""
 
     async def deliver(self, job: str, policy: NotifyPolicy, event: JobFinished | JobFailed) -> None: ...
+
+
+@runtime_checkable
+class StatusObserver(Protocol):
+    """An ``EventSink`` may also watch the jobs' statuses: the scheduler passes each snapshot it
+    takes (every ``status_interval`` and after each run) to ``observe``, which sends ``stale``
+    notices. Like ``deliver``, it must not raise."""
+
+    async def observe(self, statuses: Sequence[JobStatus]) -> None: ...

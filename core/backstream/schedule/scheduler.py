@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
@@ -39,8 +39,11 @@ from backstream.schedule.config import (
 )
 from backstream.schedule.history import CANCELLED, FAILED, SUCCESS, TIMEOUT, History, RunRecord, summarize
 from backstream.schedule.logline import EventLog
-from backstream.schedule.notify import EventSink
+from backstream.schedule.notify import EventSink, StatusObserver
 from backstream.schedule.triggers import Trigger, take
+
+if TYPE_CHECKING:
+    from backstream.schedule.http import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,9 @@ class Scheduler:
         self._started = False
         self._stop_requested = False
         self._reload_requested: ScheduleConfig | None = None
+        self.server: StatusServer | None = None
+        """The ``/metrics`` and ``/health`` server while ``run`` serves (with ``http_address``)."""
+        self._status_due = anyio.Event()
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -103,6 +109,9 @@ class Scheduler:
         if config.state_dir != self.config.state_dir:
             self.log.emit("reload_note", {"message": "state_dir changes take effect at the next start"})
             config = replace(config, state_dir=self.config.state_dir)
+        if config.http_address != self.config.http_address:
+            self.log.emit("reload_note", {"message": "http_address changes take effect at the next start"})
+            config = replace(config, http_address=self.config.http_address)
         self.config = config
         self.jobs = dict(config.jobs)
         if self._started:
@@ -133,9 +142,25 @@ class Scheduler:
 
     async def run(self, *, handle_signals: bool = False) -> None:
         """Run until stopped. With ``handle_signals``: SIGTERM/SIGINT stop, SIGHUP reloads the
-        schedule file (a bad file keeps the jobs running as they are, and says why)."""
+        schedule file (a bad file keeps the jobs running as they are, and says why). With the
+        config's ``http_address``, ``/metrics`` and ``/health`` are served there meanwhile."""
         with self._single_daemon():
-            await self._serve(handle_signals)
+            address = self.config.http_address
+            if address is None:
+                await self._serve(handle_signals)
+                return
+            from backstream.schedule.http import StatusServer  # here: it imports the repository layer
+
+            server = StatusServer(address)
+            await anyio.to_thread.run_sync(server.start)
+            self.server = server
+            self.log.emit("http_listen", {"url": server.url, "paths": "/metrics /health /health/live"})
+            try:
+                await self._serve(handle_signals)
+            finally:
+                self.server = None
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(server.close)
 
     async def _serve(self, handle_signals: bool) -> None:
         self._stopping = anyio.Event()
@@ -161,6 +186,9 @@ class Scheduler:
                 async with anyio.create_task_group() as control:
                     self._control = control
                     control.start_soon(self._poll_triggers)
+                    control.start_soon(self._watch_statuses)
+                    if self.server is not None:
+                        control.start_soon(self._heartbeat, self.server)
                     self._restart_loops(catch_up=True)
                     await self._stopping.wait()
                     control.cancel_scope.cancel()
@@ -230,6 +258,50 @@ class Scheduler:
                 except ConfigError as exc:
                     self.log.emit("trigger_ignored", {"trigger_id": trigger.trigger_id, "error": str(exc)})
             await anyio.sleep(self.config.trigger_poll)
+
+    # --- status snapshots: /metrics, /health, stale notices ---------------------------------------
+
+    def _watches(self) -> bool:
+        """Whether anything uses status snapshots: the HTTP server, or a job asking for ``stale``."""
+        if self.server is not None:
+            return True
+        if not isinstance(self.sink, StatusObserver):
+            return False
+        return any(job.max_age and job.notify.enabled and "stale" in job.notify.on for job in self.jobs.values())
+
+    async def _watch_statuses(self) -> None:
+        """Take a status snapshot at start, after each finished run and every ``status_interval``."""
+        while True:
+            self._status_due = anyio.Event()
+            if self._watches():
+                await self._take_snapshot()
+            with anyio.move_on_after(self.config.status_interval.total_seconds()):
+                await self._status_due.wait()
+
+    async def _take_snapshot(self) -> None:
+        from backstream.schedule.http import StatusSnapshot
+        from backstream.schedule.status import job_statuses
+
+        config = replace(self.config, jobs=dict(self.jobs))
+        try:
+            records = tuple(await anyio.to_thread.run_sync(lambda: list(self.history.records())))
+            statuses = tuple(await job_statuses(config, plugins=self.plugins, records=records))
+        except Exception as exc:  # an unreadable history must not stop the daemon
+            self.log.emit("status_error", {"error": str(exc) or type(exc).__name__})
+            return
+        if self.server is not None:
+            snapshot = StatusSnapshot(statuses=statuses, records=records, taken_at=utc_now())
+            await anyio.to_thread.run_sync(self.server.publish, snapshot)
+        if isinstance(self.sink, StatusObserver):
+            try:
+                await self.sink.observe(statuses)
+            except Exception as exc:  # a notifier never stops the daemon
+                self.log.emit("notify_error", {"error": str(exc) or type(exc).__name__})
+
+    async def _heartbeat(self, server: StatusServer) -> None:
+        while True:
+            server.beat()
+            await anyio.sleep(1)
 
     # --- one job's loop -------------------------------------------------------------------------
 
@@ -452,6 +524,7 @@ class Scheduler:
         else:
             event = JobFailed(run.run_id, job.kind, started, record.finished_at, record.error or "", details=details)
             self.plugins.job_failed(event)
+        self._status_due.set()
         if self.sink is not None and record.status != CANCELLED:  # a shutdown is no news
             try:
                 await self.sink.deliver(job.name, job.notify, event)

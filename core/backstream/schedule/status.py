@@ -48,6 +48,8 @@ class JobStatus:
     repository_error: str | None = None
     repository_stored: int | None = None
     """Stored bytes of every good backup in the job's repository (None: unreadable)."""
+    repository_backups: int | None = None
+    """How many good backups the job's repository holds (None: unreadable)."""
 
     @property
     def last_success(self) -> RunRecord | None:
@@ -132,13 +134,19 @@ def _record(record: RunRecord | None) -> dict[str, Any] | None:
 
 
 async def job_statuses(
-    config: ScheduleConfig, *, plugins: Plugins | None = None, now: datetime | None = None
+    config: ScheduleConfig,
+    *,
+    plugins: Plugins | None = None,
+    now: datetime | None = None,
+    records: Sequence[RunRecord] | None = None,
 ) -> list[JobStatus]:
-    """Every job's status: history from the state directory, backups and archives from each
-    repository (read once per repository, concurrently)."""
+    """Every job's status: history from the state directory (or ``records``, read from it
+    already), backups and archives from each repository (read once per repository, concurrently)."""
     moment = now or utc_now()
-    history = History(config.state_dir)
-    summary = summarize(await anyio.to_thread.run_sync(lambda: list(history.records())))
+    if records is None:
+        history = History(config.state_dir)
+        records = await anyio.to_thread.run_sync(lambda: list(history.records()))
+    summary = summarize(records)
     plugins = plugins or Plugins.load()
     views: dict[str, RepositoryView] = {}
     firsts = {repository_key(job.repository): job for job in config.jobs.values()}
@@ -162,6 +170,7 @@ async def job_statuses(
                 archive_ends=view.archive_ends,
                 repository_error=view.error,
                 repository_stored=None if view.error else sum(m.stored_size for m in view.manifests),
+                repository_backups=None if view.error else len(view.manifests),
             )
         )
     return statuses

@@ -3,8 +3,10 @@
 Headers: ``X-Backstream-Timestamp`` (unix seconds) and ``X-Backstream-Signature:
 sha256=<hex>``, the HMAC-SHA256 with the shared ``secret`` of ``<timestamp>.<body>``; a receiver
 recomputes it over the raw body and refuses a stale timestamp (replays), as with Stripe's or
-GitHub's webhooks. Retries with backoff on a connection error or a 5xx answer; the request runs in
-a worker thread (urllib), never on the event loop.
+GitHub's webhooks. Retries with backoff on a connection error, a 5xx, 408 or 429 answer (a
+``Retry-After`` of up to a minute is honoured); other 4xx answers are final. Errors show the URL
+without its path, which for chat webhooks (Slack, Teams, Discord) is the secret. The request runs
+in a worker thread (urllib), never on the event loop.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hmac
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +31,20 @@ from backstream_plugins.notify.options import NotifierOptions
 
 SIGNATURE_HEADER = "X-Backstream-Signature"
 TIMESTAMP_HEADER = "X-Backstream-Timestamp"
+RETRIED_4XX = frozenset({408, 429})
+"""Client errors that say "later", not "no": retried like a 5xx."""
+MAX_RETRY_AFTER = 60.0
+
+
+def shown_url(url: str) -> str:
+    """``https://hooks.example.org/…``: the URL for messages, without the path that may hold a token."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    hidden = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{netloc}{hidden}"
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -45,18 +62,19 @@ class WebhookChannel:
 
     async def send(self, notification: Notification) -> None:
         body = json.dumps(notification.to_dict(), sort_keys=True).encode()
+        wait: float | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                await anyio.sleep(self.backoff * 2 ** (attempt - 1))
-            problem = await anyio.to_thread.run_sync(self._post, body)
+                await anyio.sleep(self.backoff * 2 ** (attempt - 1) if wait is None else wait)
+            problem, wait = await anyio.to_thread.run_sync(self._post, body)
             if problem is None:
                 return
             if problem.startswith("refused"):
                 break  # a 4xx: the receiver said no; asking again will not change that
-        raise BackstreamError(f"webhook {self.url}: {problem}")
+        raise BackstreamError(f"webhook {shown_url(self.url)}: {problem}")
 
-    def _post(self, body: bytes) -> str | None:
-        """Send once; None on a 2xx, else what went wrong."""
+    def _post(self, body: bytes) -> tuple[str | None, float | None]:
+        """Send once: (None on a 2xx, else what went wrong; the Retry-After delay if one was given)."""
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "User-Agent": "backstream", TIMESTAMP_HEADER: timestamp}
         if self.secret:
@@ -65,14 +83,22 @@ class WebhookChannel:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read(65536)
-            return None
+            return None, None
         except urllib.error.HTTPError as exc:
-            kind = "refused" if 400 <= exc.code < 500 else "failed"
-            return f"{kind} with HTTP {exc.code} {exc.reason}"
+            final = 400 <= exc.code < 500 and exc.code not in RETRIED_4XX
+            kind = "refused" if final else "failed"
+            return f"{kind} with HTTP {exc.code} {exc.reason}", _retry_after(exc.headers.get("Retry-After"))
         except urllib.error.URLError as exc:
-            return f"cannot reach it: {exc.reason}"
+            return f"cannot reach it: {exc.reason}", None
         except OSError as exc:  # a timeout while reading the answer, a reset connection
-            return f"cannot reach it: {exc}"
+            return f"cannot reach it: {exc}", None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (at most a minute); None when absent or a date."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), MAX_RETRY_AFTER)
 
 
 class Webhook:

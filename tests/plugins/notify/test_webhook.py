@@ -1,7 +1,8 @@
 """The ``webhook`` notifier against a real HTTP server on loopback.
 
 The receiver checks the signature as the docs tell users to (HMAC-SHA256 over
-``<timestamp>.<body>`` with the shared secret); a 5xx is retried, a 4xx is not, and a server
+``<timestamp>.<body>`` with the shared secret); a 5xx, 408 or 429 is retried, another 4xx is
+not, errors hide the URL's path, and a server
 that cannot be reached is one error line after the retries.
 """
 
@@ -110,6 +111,21 @@ def test_a_server_that_keeps_failing_is_one_error_after_the_retries(receiver: Re
     with pytest.raises(BackstreamError, match=r"failed with HTTP 500"):
         anyio.run(channel(receiver.url, retries=2).send, NOTE)
     assert len(receiver.received) == 3
+
+
+@pytest.mark.parametrize("receiver", [[429, 408]], indirect=True)
+def test_too_many_requests_and_a_request_timeout_are_retried(receiver: Receiver) -> None:
+    anyio.run(channel(receiver.url).send, NOTE)
+    assert len(receiver.received) == 3
+
+
+@pytest.mark.parametrize("receiver", [[500, 500]], indirect=True)
+def test_errors_do_not_show_the_urls_path_which_may_be_a_token(receiver: Receiver) -> None:
+    token_url = receiver.url.replace("/hook", "/services/T000/B000/XXXXSECRET")
+    with pytest.raises(BackstreamError) as caught:
+        anyio.run(channel(token_url, retries=1).send, NOTE)
+    assert "XXXXSECRET" not in str(caught.value) and "services" not in str(caught.value)
+    assert f"http://127.0.0.1:{receiver.server_address[1]}/…" in str(caught.value)
 
 
 def test_an_unreachable_url_is_one_error_line() -> None:
