@@ -79,6 +79,7 @@ schedule = "{NEVER}"
     assert values[("backstream_last_run_success", job)] == 1
     assert values[("backstream_last_run_success", (("job", "bad"), ("kind", "backup"), ("repository", place)))] == 0
     assert values[("backstream_max_age_seconds", job)] == 3600
+    assert not [name for name, _ in values if name.endswith("_created")], "history counts have no creation time"
     backups = listed(repo)
     newest = max(backups, key=lambda entry: entry["finished_at"])
     assert newest["backup_id"] == good[-1].backup_id

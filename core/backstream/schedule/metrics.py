@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from backstream.errors import ConfigError
 from backstream.repository import redact_url
@@ -56,7 +56,8 @@ def require_prometheus() -> object:
 def registry(statuses: Sequence[JobStatus], records: Iterable[RunRecord]) -> CollectorRegistry:
     """The metrics of ``statuses`` (``job_statuses``) and the history ``records``."""
     require_prometheus()
-    from prometheus_client import CollectorRegistry, Counter, Gauge
+    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client.core import CounterMetricFamily
 
     found = CollectorRegistry()
 
@@ -67,7 +68,7 @@ def registry(statuses: Sequence[JobStatus], records: Iterable[RunRecord]) -> Col
     failure = gauge("backstream_last_failure_timestamp_seconds", ("job", "kind", "repository"))
     last_ok = gauge("backstream_last_run_success", ("job", "kind", "repository"))
     duration = gauge("backstream_last_duration_seconds", ("job", "kind", "repository"))
-    runs = Counter("backstream_job_runs", METRICS["backstream_job_runs_total"], ("job", "status"), registry=found)
+    runs = CounterMetricFamily("backstream_job_runs", METRICS["backstream_job_runs_total"], labels=("job", "status"))
     fresh = gauge("backstream_freshness_timestamp_seconds", ("job", "kind", "repository"))
     max_age = gauge("backstream_max_age_seconds", ("job", "kind", "repository"))
     size = gauge("backstream_backup_bytes", ("job", "repository", "kind"))
@@ -78,7 +79,7 @@ def registry(statuses: Sequence[JobStatus], records: Iterable[RunRecord]) -> Col
 
     tally = Tally((record.job, record.status) for record in records if record.final)
     for (name, outcome), count in sorted(tally.items()):
-        runs.labels(name, outcome).inc(count)
+        runs.add_metric((name, outcome), count)  # a family, not a Counter: no _created sample
     for status in statuses:
         job = status.job
         repository = redact_url(job.repository)
@@ -106,7 +107,18 @@ def registry(statuses: Sequence[JobStatus], records: Iterable[RunRecord]) -> Col
             stored.labels(repository).set(status.repository_stored)
         for name, end in status.archive_ends.items():
             archive.labels(repository, name).set(end.timestamp())
+    found.register(_Fixed([runs]))
     return found
+
+
+class _Fixed:
+    """A collector of metric families built once (counts from the history, not live counters)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self.families)
 
 
 def write_textfile(directory: str, found: CollectorRegistry, name: str = "backstream.prom") -> str:
