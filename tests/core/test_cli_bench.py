@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import zstandard
-from backstream.bench.runner import BenchPlan, Combination, parse_codecs, sample_sizes
+from backstream.bench.runner import BenchPlan, Combination, Measurement, Result, parse_codecs, run_bench, sample_sizes
 from backstream.bench.sample import generate, write_sample
 from backstream.cli.main import main
 from backstream.jobs.common import CompressionSpec
@@ -240,6 +240,42 @@ def test_slow_codecs_get_a_smaller_sample_and_fast_ones_the_whole(tmp_path: Path
     assert sizes == {"xz": 8 * MiB, "zstd:level=1": 16 * MiB}
     full = sample_sizes(BenchPlan(combinations, path, 16 * MiB, full=True), Plugins.load())
     assert full == {"xz": 16 * MiB, "zstd:level=1": 16 * MiB}
+
+
+def test_each_combination_runs_three_times_by_default_and_the_table_says_median(
+    four_combinations: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert {len(row["runs"]) for row in four_combinations} == {3}
+    code, out, _ = bench(capsys, "--size", "1MiB", "--codecs", "none", "--ciphers", "none")
+    assert code == 0
+    assert "median of 3 runs per combination" in out.splitlines()[0]
+
+
+def test_repeat_one_is_one_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = bench(capsys, "--size", "1MiB", "--codecs", "none", "--ciphers", "none", "--repeat", "1", "--json")
+    assert code == 0
+    [row] = json.loads(out)
+    assert len(row["runs"]) == 1
+
+
+def test_runs_alternate_between_combinations_in_rounds(tmp_path: Path) -> None:
+    path = tmp_path / "sample.sql"
+    write_sample(path, MiB)
+    combinations = [Combination(CompressionSpec("none", {})), Combination(CompressionSpec("lz4", {}))]
+    seen: list[str] = []
+    results = run_bench(BenchPlan(combinations, path, MiB, repeat=3), Plugins.load(), seen.append)
+    assert [line.split("] ")[1].split(" (run")[0] for line in seen] == ["none + none", "lz4 + none"] * 3
+    assert [len(result.runs) for result in results] == [3, 3]
+
+
+def test_the_figures_are_those_of_the_median_run_so_one_outlier_does_not_move_them() -> None:
+    def run(seconds: float) -> Measurement:
+        return Measurement(
+            input_bytes=100 * 10**6, output_bytes=10**6, seconds=seconds, cpu_seconds=1.0, peak_rss_bytes=1
+        )
+
+    result = Result(Combination(CompressionSpec("none", {})), 10**8, False, (run(1.0), run(9.0), run(1.25)))
+    assert result.mb_per_s == pytest.approx(80.0)  # 100 MB in 1.25 s: not the 9 s outlier, not the best run
 
 
 # --- the sample generator ------------------------------------------------------------------------

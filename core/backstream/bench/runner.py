@@ -302,8 +302,10 @@ def sample_sizes(plan: BenchPlan, plugins: Plugins) -> dict[str, int]:
 
 
 def run_bench(plan: BenchPlan, plugins: Plugins, progress: Progress | None = None) -> list[Result]:
-    """Run every combination ``plan.repeat`` times, each run in a fresh child process; returns the
-    results in the order of ``plan.combinations``."""
+    """Run every combination ``plan.repeat`` times, each run in a fresh child process, in rounds
+    (every combination once per round, so that a slow moment of the machine hits one run of several
+    combinations rather than every run of one); returns the results in the order of
+    ``plan.combinations``, each with the figures of its median run."""
     if plan.repeat < 1:
         raise ConfigError("--repeat must be at least 1")
     sizes = sample_sizes(plan, plugins)
@@ -312,29 +314,35 @@ def run_bench(plan: BenchPlan, plugins: Plugins, progress: Progress | None = Non
         _warm(plan.input_path, max(sizes.values()))  # every run reads from the page cache
     key = os.urandom(32).hex()
     workdir = plan.workdir or Path(tempfile.gettempdir())
-    results = []
-    for index, combination in enumerate(plan.combinations, 1):
-        size = sizes[str(combination.codec)]
-        runs: list[Measurement] = []
-        restores: list[Measurement] = []
-        verified: bool | None = None
-        for attempt in range(plan.repeat):
+    runs: list[list[Measurement]] = [[] for _ in plan.combinations]
+    restores: list[list[Measurement]] = [[] for _ in plan.combinations]
+    verified: list[bool | None] = [None for _ in plan.combinations]
+    total = len(plan.combinations) * plan.repeat
+    for attempt in range(plan.repeat):
+        for index, combination in enumerate(plan.combinations):
+            size = sizes[str(combination.codec)]
             output = workdir / f".bench-object-{os.getpid()}-{index}-{attempt}" if plan.verify else None
             try:
                 job = _job("backup", combination, plan.input_path, size, key, output)
-                runs.append(Measurement.from_json(_child(job)))
+                run = Measurement.from_json(_child(job))
+                runs[index].append(run)
                 if output is not None:
                     restore = Measurement.from_json(_child(_job("restore", combination, output, None, key, None)))
-                    restores.append(restore)
+                    restores[index].append(restore)
                     good = restore.sha256 == expected[size]
-                    verified = good if verified is None else verified and good
+                    verified[index] = good and verified[index] is not False
             finally:
                 if output is not None:
                     output.unlink(missing_ok=True)
-        result = Result(combination, size, size < plan.size, tuple(runs), tuple(restores), verified)
-        results.append(result)
-        if progress is not None:
-            progress(f"[{index}/{len(plan.combinations)}] {combination.label}: {result.mb_per_s:.1f} MB/s")
+            if progress is not None:
+                done = attempt * len(plan.combinations) + index + 1
+                progress(f"[{done}/{total}] {combination.label} (run {attempt + 1}): {run.mb_per_s:.1f} MB/s")
+    results = []
+    for index, combination in enumerate(plan.combinations):
+        size = sizes[str(combination.codec)]
+        results.append(
+            Result(combination, size, size < plan.size, tuple(runs[index]), tuple(restores[index]), verified[index])
+        )
     return results
 
 

@@ -35,6 +35,8 @@ NAME = "bench"
 HELP = "measure compressor x cipher combinations (throughput, ratio, CPU, memory) to choose one"
 
 DEFAULT_SIZE = "256MiB"
+DEFAULT_REPEAT = 3
+"""Runs per combination unless ``--repeat`` says otherwise: the median of three is not reordered by one noisy run."""
 HINT_MB_PER_S = 100.0
 """The hint names the best ratio among combinations at least this fast."""
 
@@ -62,7 +64,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help=f"bytes of generated sample (default {DEFAULT_SIZE}); with --input, only the first SIZE bytes",
     )
-    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per combination; the median is shown")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        metavar="N",
+        help=f"runs per combination, in alternating rounds; the median is shown (default {DEFAULT_REPEAT})",
+    )
     parser.add_argument(
         "--full", action="store_true", help="measure slow codecs on the whole input too (can take minutes)"
     )
