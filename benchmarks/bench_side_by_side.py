@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_side_by_side.py [--data pysource,datagen] [--size
 (results/side_by_side_<data>_<size>.json; installs Debian's borgbackup and restic when missing).
 
 Every method backs up the same PostgreSQL 15 database over the same TCP URL and restores it into a
-fresh database with the same psql settings (one transaction); rounds alternate the methods. Figures:
+new database with the same psql settings (one transaction), the ``CREATE DATABASE`` timed for every
+method (backstream's restore creates its target itself); rounds alternate the methods. Figures:
 wall, CPU of the process tree (the server's separately), the peak RSS (VmHWM) of the largest process
 in the tree other than pg_dump, psql and bash, and the bytes stored.
 """
@@ -63,13 +64,13 @@ def backstream_method(name: str, flags: str, restore_flags: str = "") -> Method:
 
 
 def methods(work: Path) -> list[Method]:
-    psql = "psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {target_url} > /dev/null"
+    psql = "{createdb} && psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {target_url} > /dev/null"
     keystore = shlex.quote(str(work / "keystore.json"))
     return [
         Method(
             "shell: pg_dump | zstd -3 | openssl",
             "pg_dump {url} | zstd -3 -T1 -q | openssl enc -aes-256-ctr -pass pass:x -pbkdf2 > {out}",
-            "openssl enc -d -aes-256-ctr -pass pass:x -pbkdf2 < {out} | zstd -d -q | " + psql,
+            "openssl enc -d -aes-256-ctr -pass pass:x -pbkdf2 < {out} | zstd -d -q | (" + psql + ")",
             "file",
         ),
         backstream_method("backstream (defaults: zstd:3, passphrase)", ""),
@@ -79,13 +80,13 @@ def methods(work: Path) -> list[Method]:
         Method(
             "borg create zstd,3 (repokey-blake2)",
             "pg_dump {url} | borg create --compression zstd,3 {repo}::b{n} -",
-            "borg extract --stdout {repo}::b{n} | " + psql,
+            "borg extract --stdout {repo}::b{n} | (" + psql + ")",
             "dir",
         ),
         Method(
             "restic backup --stdin (auto compression)",
             "pg_dump {url} | restic -q -r {repo} backup --stdin --stdin-filename dump.sql > /dev/null",
-            "restic -q -r {repo} dump latest dump.sql | " + psql,
+            "restic -q -r {repo} dump latest dump.sql | (" + psql + ")",
             "dir",
         ),
     ]
@@ -347,10 +348,13 @@ def run_one(data: str, args: argparse.Namespace) -> None:
                 restic cannot deduplicate against an earlier round's copy of the same data."""
                 return work / f"repo-{names.index(name)}-{n}"
 
+            admin = shlex.quote(server.url())
+
             def fill(template: str, name: str, n: int, target: str = "") -> str:
                 return template.format(
                     url=shlex.quote(server.url(dbname)),
                     target_url=shlex.quote(server.url(target)) if target else "",
+                    createdb=f"psql -X -q -d {admin} -c 'CREATE DATABASE {target} TEMPLATE template0'",
                     repo=shlex.quote(str(repo(name, n))),
                     out=shlex.quote(str(repo(name, n))),
                     idfile=shlex.quote(str(work / f"id-{names.index(name)}-{n}")),
@@ -377,8 +381,6 @@ def run_one(data: str, args: argparse.Namespace) -> None:
                 def restore(
                     method: Method = method, name: str = name, target: str = target, n: int = round_
                 ) -> dict[str, Any]:
-                    if method.repo == "file" or not name.startswith("backstream"):
-                        server.create_database(target)  # psql restores into an existing database
                     return measure(fill(method.restore, name, n % args.rounds, target), env)
 
                 result = undisturbed(restore, functools.partial(server.drop_database, target))

@@ -118,6 +118,33 @@ def test_taps_see_the_plaintext_in_the_same_pass(repository: Repository) -> None
     assert (digest.size, digest.hexdigest()) == (len(DATA), hashlib.sha256(DATA).hexdigest())
 
 
+@pytest.mark.usefixtures("_passphrase")
+def test_the_record_says_how_long_each_stage_worked_and_keeps_it_through_the_manifest(
+    repository: Repository,
+) -> None:
+    record = store(repository, key_refs=("passphrase",))
+    assert list(record.stage_seconds) == ["source", "compress:zstd", "encrypt", "sink"]
+    assert all(seconds >= 0 for seconds in record.stage_seconds.values())
+    assert ObjectRecord.from_dict(record.to_dict()) == record
+
+
+def test_a_record_without_stage_timings_reads_as_empty_and_writes_no_field() -> None:
+    old = {
+        "name": "dump",
+        "path": "backups/x/data/dump.sql.zst",
+        "stored_size": 1,
+        "stored_sha256": "0" * 64,
+        "plaintext_size": 1,
+        "codec": "zstd",
+        "codec_options": {},
+        "cipher": None,
+        "key_refs": [],
+    }
+    record = ObjectRecord.from_dict(old)
+    assert record.stage_seconds == {}
+    assert record.to_dict() == old  # an older manifest's object is written back as it was
+
+
 def test_a_flipped_byte_is_refused_before_the_stream_ends(repository: Repository) -> None:
     record = store(repository)
     path = stored_file(repository, record)

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"object       {obj.path}")
         lines.append(f"             {obj.stored_size} bytes, sha256 {obj.stored_sha256}")
         lines.append(f"             {obj.plaintext_size} bytes plaintext, {obj.codec}{encryption}")
+        if obj.stage_seconds:
+            stages = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in obj.stage_seconds.items())
+            lines.append(f"             stages busy: {stages}")
     for key, value in sorted(source.metadata.items()):
         lines.append(f"metadata     {key}: {value}")
     print("\n".join(lines))

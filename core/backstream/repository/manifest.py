@@ -37,9 +37,13 @@ class ObjectRecord:
     codec_options: dict[str, str] = field(default_factory=dict)
     cipher: str | None = None
     key_refs: tuple[str, ...] = ()
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Informational: seconds each pipeline stage worked while the object was stored (e.g.
+    ``catalog``, ``compress:zstd``, ``encrypt``, ``sink``), so a manifest says what its content
+    fingerprints and codecs cost. Not used by any check; empty for older backups."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "path": self.path,
             "stored_size": self.stored_size,
@@ -50,6 +54,9 @@ class ObjectRecord:
             "cipher": self.cipher,
             "key_refs": list(self.key_refs),
         }
+        if self.stage_seconds:
+            data["stage_seconds"] = dict(self.stage_seconds)
+        return data
 
     def archive_fields(self, plaintext_sha256: str) -> dict[str, Any]:
         """The object's fields as the WAL and binlog records lay them out (flat, in this order, with
@@ -85,7 +92,8 @@ class ObjectRecord:
     def from_dict(cls, data: dict[str, Any]) -> ObjectRecord:
         """The object as a manifest lists it: the archive fields plus its codec options."""
         options = {str(k): str(v) for k, v in dict(data.get("codec_options") or {}).items()}
-        return replace(cls.from_archive_fields(data), codec_options=options)
+        stages = {str(k): float(v) for k, v in dict(data.get("stage_seconds") or {}).items()}
+        return replace(cls.from_archive_fields(data), codec_options=options, stage_seconds=stages)
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ async def store_object(
         codec_options=options,
         cipher=None if sealing is None else sealing.cipher,
         key_refs=() if sealing is None else sealing.key_refs,
+        stage_seconds={stage.name: round(stage.busy_seconds, 3) for stage in result.stages},
     )
 
 
