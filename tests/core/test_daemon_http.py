@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 from fixtures.schedule_jobs import backstream, make_db, new_repo
-from fixtures.scheduler_daemon import NEVER, Daemon, daemon, receiver, samples, successes, write_config
+from fixtures.scheduler_daemon import (
+    NEVER,
+    Daemon,
+    daemon,
+    good_and_bad_jobs,
+    receiver,
+    samples,
+    successes,
+    write_config,
+)
 
 HTTP = 'http_address = "127.0.0.1:0"\nstatus_interval = "1s"'
 
@@ -42,21 +51,7 @@ def listed(repo: Path) -> list[dict[str, Any]]:
 def test_metrics_scraped_over_http_match_the_runs(tmp_path: Path) -> None:
     db = make_db(tmp_path / "app.db")
     repo = new_repo(tmp_path / "repo")
-    config, state = write_config(
-        tmp_path,
-        f"""
-[jobs.good]
-source = "sqlite://{db}"
-repository = "{repo}"
-schedule = "{NEVER}"
-max_age = "1h"
-[jobs.bad]
-source = "sqlite://{tmp_path / "missing.db"}"
-repository = "{repo}"
-schedule = "{NEVER}"
-""",
-        top=HTTP,
-    )
+    config, state = write_config(tmp_path, good_and_bad_jobs(tmp_path, db, repo), top=HTTP)
     with daemon(config, state) as running:
         base = url_of(running)
         for job in ("good", "good", "bad"):

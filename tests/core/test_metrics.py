@@ -19,10 +19,9 @@ import yaml
 from backstream.schedule import History
 from backstream.schedule.metrics import METRICS
 from fixtures.schedule_jobs import CLI, backstream, make_db, new_repo
-from fixtures.scheduler_daemon import samples
+from fixtures.scheduler_daemon import good_and_bad_jobs, samples
 
 ROOT = Path(__file__).resolve().parents[2]
-NEVER = "0 0 1 1 *"
 
 
 @pytest.fixture
@@ -30,19 +29,7 @@ def scheduled(tmp_path: Path) -> tuple[Path, Path, Path]:
     db = make_db(tmp_path / "app.db")
     repo = new_repo(tmp_path / "repo")
     config = tmp_path / "schedule.toml"
-    config.write_text(
-        f"""state_dir = "{tmp_path / "state"}"
-[jobs.good]
-source = "sqlite://{db}"
-repository = "{repo}"
-schedule = "{NEVER}"
-max_age = "1h"
-[jobs.bad]
-source = "sqlite://{tmp_path / "missing.db"}"
-repository = "{repo}"
-schedule = "{NEVER}"
-"""
-    )
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n' + good_and_bad_jobs(tmp_path, db, repo))
     daemon = subprocess.Popen([*CLI, "daemon", "--config", str(config)], stderr=subprocess.DEVNULL)
     try:
         for job in ("good", "good", "bad"):
