@@ -78,30 +78,6 @@ def test_no_command_prints_help_and_fails() -> None:
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
-def test_only_the_first_stop_signal_interrupts_a_second_one_does_not_cut_cleanup_short(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import signal
-
-    from backstream.cli.main import _stop_signals_interrupt
-
-    interrupts: list[int] = []
-    monkeypatch.setattr(
-        signal,
-        "getsignal",
-        lambda number: (lambda *a: interrupts.append(a[0])) if number == signal.SIGINT else signal.SIG_DFL,
-    )
-    installed: dict[int, object] = {}
-    monkeypatch.setattr(signal, "signal", lambda number, handler: installed.setdefault(number, handler))
-    received: list[int] = []
-    with _stop_signals_interrupt(received):
-        handler = installed[signal.SIGTERM]
-        handler(signal.SIGTERM, None)  # type: ignore[operator]
-        handler(signal.SIGHUP, None)  # type: ignore[operator]
-    assert received == [signal.SIGTERM]
-    assert interrupts == [signal.SIGINT]  # asyncio's runner was told once
-
-
 # --- errors at the boundary: one line, never a traceback (unless asked) ----------------------------
 
 

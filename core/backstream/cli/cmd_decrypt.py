@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-import anyio
-
 from backstream.cli.crypto_args import (
     STDIO,
     add_key_options,
@@ -23,6 +21,7 @@ from backstream.cli.crypto_args import (
 from backstream.crypto import key_providers, open_encrypted
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
+from backstream.runtime import run_async
 from backstream.streams import iterable_source
 
 NAME = "decrypt"
@@ -52,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     expected = parse_pairs(args.context, what="--context")
     check_readable(args.input)
-    return anyio.run(_decrypt, args, expected, Plugins.load())
+    return run_async(lambda: _decrypt(args, expected, Plugins.load()))
 
 
 async def _decrypt(args: argparse.Namespace, expected: dict[str, str], plugins: Plugins) -> int:

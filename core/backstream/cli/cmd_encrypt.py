@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-import anyio
-
 from backstream.cli.crypto_args import (
     STDIO,
     add_key_options,
@@ -25,6 +23,7 @@ from backstream.crypto import key_providers, new_encryptor
 from backstream.defaults import DEFAULT_CIPHER
 from backstream.pipeline import Pipeline, Transform
 from backstream.plugins import Plugins
+from backstream.runtime import run_async
 
 NAME = "encrypt"
 HELP = "encrypt a file or stdin into an encrypted backstream object"
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     context = parse_pairs(args.context, what="--context")
     context.setdefault("created_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
     check_readable(args.input)
-    return anyio.run(_encrypt, args, context, Plugins.load())
+    return run_async(lambda: _encrypt(args, context, Plugins.load()))
 
 
 async def _encrypt(args: argparse.Namespace, context: dict[str, str], plugins: Plugins) -> int:

@@ -9,8 +9,6 @@ import argparse
 import json
 import os
 
-import anyio
-
 from backstream.cli.crypto_args import (
     STDIO,
     add_key_options,
@@ -28,6 +26,7 @@ from backstream.errors import ConfigError
 from backstream.jobs.rotate import rotate_repository
 from backstream.plugins import Plugins
 from backstream.protocols import CreatesKeys, ExportsPublicKeys
+from backstream.runtime import run_async
 
 NAME = "keys"
 HELP = "create keys, export public keys, rotate the keys of encrypted objects, show object headers"
@@ -100,7 +99,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result: int = anyio.run(args._keys, args, Plugins.load())
+    result: int = run_async(lambda: args._keys(args, Plugins.load()))
     return result
 
 

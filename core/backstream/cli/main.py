@@ -8,17 +8,14 @@ through ``backstream_register_commands`` (docs/plugins.md).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
-import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from backstream.errors import BackstreamError, PluginError, os_error_line, primary_error
@@ -191,22 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
-    received: list[int] = []
-    try:
-        for check in args._checks:
-            check(args)
-        with _stop_signals_interrupt(received):
+    from backstream.runtime import StopSignals
+
+    with StopSignals.install() as stop:  # SIGTERM and SIGHUP stop the command as Ctrl-C does
+        try:
+            for check in args._checks:
+                check(args)
             code: int = args._run(args)
-        return code
-    except (BackstreamError, OSError, KeyboardInterrupt, BaseExceptionGroup) as exc:
-        return _failed(exc, received, debug=args.debug)
+            return code
+        except (BackstreamError, OSError, KeyboardInterrupt, BaseExceptionGroup) as exc:
+            failure = exc
+    return _failed(failure, stop.received, debug=args.debug)
 
 
 def _failed(exc: BaseException, received: list[int], *, debug: bool) -> int:
     """Print the one line for a command that ended in ``exc`` and return the exit status."""
     error = primary_error(exc)  # a task group's failure: the error behind it, not the cancellations
     if isinstance(error, BackstreamError):
-        _print_error(str(error), debug)
+        _print_error(str(error), exc, debug)
         return error.exit_code
     if isinstance(error, KeyboardInterrupt):
         if received:
@@ -218,53 +217,15 @@ def _failed(exc: BaseException, received: list[int], *, debug: bool) -> int:
     if isinstance(error, BrokenPipeError):
         return 141
     if isinstance(error, OSError):  # one a command did not translate: what and where, in one line
-        _print_error(os_error_line(error), debug)
+        _print_error(os_error_line(error), exc, debug)
         return 1
     raise exc  # a bug: its traceback is the report
 
 
-def _print_error(line: str, debug: bool) -> None:
+def _print_error(line: str, exc: BaseException, debug: bool) -> None:
     if debug:
-        traceback.print_exc(file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
     print(f"backstream: error: {line}", file=sys.stderr)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-"""Signals that stop a command the way Ctrl-C does: the job is cancelled, so its dump tools
-(each in a process group of its own, see backstream.tools) are killed, partial objects are
-removed and the repository lock is released, instead of the process dying on the spot."""
-
-
-@contextlib.contextmanager
-def _stop_signals_interrupt(received: list[int]) -> Iterator[None]:
-    """While the command runs, let SIGTERM and SIGHUP do what Ctrl-C does (remembering which came).
-
-    Only signals left at their default action are taken over: one that the caller ignores
-    (``nohup``, ``trap '' TERM``) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        if received:
-            return  # already stopping: a second SIGTERM (say, from a service manager) must not cut cleanup short
-        received.append(signum)
-        on_sigint = signal.getsignal(signal.SIGINT)
-        if callable(on_sigint):  # asyncio's runner (cancels the job), or Python's default handler
-            on_sigint(signal.SIGINT, frame)
-        else:  # SIGINT ignored or default: stop all the same
-            raise KeyboardInterrupt
-
-    previous = {
-        number: signal.signal(number, interrupt)
-        for number in STOP_SIGNALS
-        if signal.getsignal(number) == signal.SIG_DFL
-    }
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover
