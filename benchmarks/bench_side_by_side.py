@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import shlex
 import shutil
@@ -51,6 +52,7 @@ class Method:
     backup: str
     restore: str
     repo: str  # "file": a single output file; "dir": a repository directory
+    encrypted: bool | None = None  # backstream's: what its backup's JSON must say (checked every round)
 
 
 def backstream_method(name: str, flags: str, restore_flags: str = "") -> Method:
@@ -60,6 +62,7 @@ def backstream_method(name: str, flags: str, restore_flags: str = "") -> Method:
         f"{BACKSTREAM} restore $(jq -r .backup_id {{idfile}}) --repo {{repo}} --to {{target_url}}"
         f" --json {restore_flags} > /dev/null",
         "dir",
+        encrypted="--encrypt" in flags,
     )
 
 
@@ -73,10 +76,13 @@ def methods(work: Path) -> list[Method]:
             "openssl enc -d -aes-256-ctr -pass pass:x -pbkdf2 < {out} | zstd -d -q | (" + psql + ")",
             "file",
         ),
-        backstream_method("backstream (defaults: zstd:3, passphrase)", ""),
+        # backstream encrypts only when told to (--encrypt); the "defaults" are the default
+        # codec and cipher with a passphrase, as the shell pipeline, borg and restic all encrypt.
+        backstream_method("backstream (defaults: zstd:3, passphrase)", "--encrypt passphrase"),
         backstream_method("backstream --encrypt PUBLIC (X25519)", "--encrypt {public}", f"--keystore {keystore}"),
-        backstream_method("backstream --compress lz4", "--compress lz4"),
-        backstream_method("backstream --compress none", "--compress none"),
+        backstream_method("backstream --compress lz4, passphrase", "--compress lz4 --encrypt passphrase"),
+        backstream_method("backstream --compress none, passphrase", "--compress none --encrypt passphrase"),
+        backstream_method("backstream zstd:3, not encrypted", ""),
         Method(
             "borg create zstd,3 (repokey-blake2)",
             "pg_dump {url} | borg create --compression zstd,3 {repo}::b{n} -",
@@ -371,6 +377,10 @@ def run_one(data: str, args: argparse.Namespace) -> None:
                     lambda: None,
                 )
                 result["stored_bytes"] = dir_bytes(repo(name, round_)) - before
+                if method.encrypted is not None:
+                    said = json.loads((work / f"id-{names.index(name)}-{round_}").read_text())["encrypted"]
+                    if said is not method.encrypted:
+                        raise RuntimeError(f"{name}: the backup is {'' if said else 'not '}encrypted")
                 backups.setdefault(name, []).append(result)
                 print(f"backup {round_ + 1} {name}: {result}", flush=True)
             restore_rounds = args.restore_rounds if args.restore_rounds is not None else args.rounds

@@ -55,6 +55,7 @@ _LAZY: dict[str, str] = {
     "PipelineResult": "backstream.pipeline",
     "StageMetrics": "backstream.pipeline",
     "Transform": "backstream.pipeline",
+    "LateTransform": "backstream.pipeline",
     "make_pipe": "backstream.pipes",
     "PipeChunks": "backstream.pipes",
     "make_plugin_manager": "backstream.plugins",
@@ -173,6 +174,7 @@ if TYPE_CHECKING:  # generated from _LAZY by scripts/gen_namespace.py; do not ed
     from backstream.notify import Notifications as Notifications
     from backstream.options import check_options as check_options
     from backstream.options import int_option as int_option
+    from backstream.pipeline import LateTransform as LateTransform
     from backstream.pipeline import Pipeline as Pipeline
     from backstream.pipeline import PipelineResult as PipelineResult
     from backstream.pipeline import StageMetrics as StageMetrics

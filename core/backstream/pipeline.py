@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,17 @@ class Transform:
     name: str
     codec: Codec
     threaded: bool = True
+
+
+@dataclass(frozen=True)
+class LateTransform:
+    """A transform whose codec is made while the stream starts: ``make`` is awaited concurrently
+    with opening the source and running the stages before it, whose output waits in the bounded
+    link until the codec is ready. For an encryptor that waits for a passphrase's KDF (~0.1-0.2 s):
+    the dump tool starts meanwhile instead of after it. If ``make`` fails, the run fails."""
+
+    name: str
+    make: Callable[[], Awaitable[Codec]]
 
 
 @dataclass
@@ -202,7 +213,7 @@ def _loop_call_soon() -> Callable[[Callable[[], object]], object]:
 class Pipeline:
     """Run ``source -> transforms -> sink`` once with ``await pipeline.run()``."""
 
-    def __init__(self, source: ByteSource, transforms: Sequence[Transform], sink: ByteSink) -> None:
+    def __init__(self, source: ByteSource, transforms: Sequence[Transform | LateTransform], sink: ByteSink) -> None:
         self._source = source
         self._transforms = tuple(transforms)
         self._sink = sink
@@ -215,7 +226,7 @@ class Pipeline:
         digest = hashlib.sha256()
         call_soon = _loop_call_soon()
         channels = [_Channel(LINK_BATCHES, call_soon) for _ in range(len(self._transforms) + 1)]
-        threads = anyio.CapacityLimiter(max(1, sum(t.threaded for t in self._transforms)))
+        threads = anyio.CapacityLimiter(max(1, sum(_threaded(t) for t in self._transforms)))
         started = time.perf_counter()
         try:
             async with self._sink as writer:
@@ -223,9 +234,11 @@ class Pipeline:
                     tg.start_soon(_run_source, self._source, channels, source_metrics)
                     for index, transform in enumerate(self._transforms):
                         last = index == len(self._transforms) - 1
-                        stage = _TransformStage(
-                            transform.codec, channels, index, transform_metrics[index], digest.update if last else None
-                        )
+                        observe = digest.update if last else None
+                        if isinstance(transform, LateTransform):
+                            tg.start_soon(_late, transform, channels, index, transform_metrics[index], observe, threads)
+                            continue
+                        stage = _TransformStage(transform.codec, channels, index, transform_metrics[index], observe)
                         if transform.threaded:
                             tg.start_soon(_in_thread, stage, threads)
                         else:
@@ -240,6 +253,27 @@ class Pipeline:
             elapsed_seconds=time.perf_counter() - started,
             stages=(source_metrics, *transform_metrics, sink_metrics),
         )
+
+
+def _threaded(transform: Transform | LateTransform) -> bool:
+    return isinstance(transform, LateTransform) or transform.threaded
+
+
+async def _late(
+    transform: LateTransform,
+    channels: Sequence[_Channel],
+    index: int,
+    metrics: StageMetrics,
+    observe: Callable[[bytes], object] | None,
+    limiter: anyio.CapacityLimiter,
+) -> None:
+    """Make a ``LateTransform``'s codec, then run it in its worker thread like any other."""
+    try:
+        codec = await transform.make()
+    except BaseException:
+        _abort_all(channels)
+        raise
+    await _in_thread(_TransformStage(codec, channels, index, metrics, observe), limiter)
 
 
 def _abort_all(channels: Sequence[_Channel]) -> None:

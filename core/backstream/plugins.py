@@ -64,6 +64,14 @@ checks that against the modules). ``Plugins.load()`` imports a built-in only whe
 is first asked for, as fsspec's ``known_implementations`` does: ``wal-push`` imports the engine that
 serves it, not the KMS clients. The core imports nothing else of them."""
 
+BUILTIN_LISTENERS: frozenset[str] = frozenset()
+"""The built-ins (of BUILTIN_PLUGINS) that implement a job lifecycle hook (``backstream_job_started``,
+``_finished``, ``_failed``): registered before an event is announced. None does today, so a backup
+imports no notifier, KMS client or other engine just to announce its start (tests/core/test_plugins.py
+checks the set against the modules)."""
+
+LIFECYCLE_HOOKS: tuple[str, ...] = ("backstream_job_started", "backstream_job_finished", "backstream_job_failed")
+
 DEFAULT_PLUGINS: tuple[str, ...] = tuple(BUILTIN_PLUGINS)
 """The built-in plugins' module names, in registration order."""
 
@@ -242,8 +250,12 @@ class Plugins:
     # --- internals --------------------------------------------------------------------------
 
     def _register_pending(self, family: str | None) -> None:
-        """Import and register the pending built-ins of ``family`` (None: all of them)."""
-        chosen = [dotted for dotted, families in self._pending.items() if family is None or family in families]
+        """Import and register the pending built-ins of ``family`` (None: the lifecycle listeners)."""
+        chosen = [
+            dotted
+            for dotted, families in self._pending.items()
+            if (family in families if family is not None else dotted in BUILTIN_LISTENERS)
+        ]
         for dotted in chosen:
             del self._pending[dotted]
             _register_builtin(self.pm, dotted)
@@ -251,7 +263,7 @@ class Plugins:
             _validate(self.pm)
 
     def _notify(self, hook: Any, event: object) -> None:
-        self._register_pending(None)  # a built-in may listen
+        self._register_pending(None)  # the built-ins that listen
         for impl in hook.get_hookimpls():
             try:
                 _call(impl, event=event)

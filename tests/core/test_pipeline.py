@@ -16,6 +16,7 @@ import pytest
 from backstream import (
     CHUNK_SIZE,
     ByteWriter,
+    LateTransform,
     MemoryWriter,
     Pipeline,
     SourceError,
@@ -179,6 +180,64 @@ def test_a_failing_transform_raises_its_error_and_commits_nothing(tmp_path) -> N
     with pytest.raises(ValueError, match="exploded"):
         run(Pipeline(source, [Transform("boom", Exploding(after=5 * CHUNK_SIZE))], file_sink(target)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_late_transform_is_made_while_the_source_already_streams() -> None:
+    opened = anyio.Event()
+    read_so_far: list[int] = []
+
+    @asynccontextmanager
+    async def source() -> AsyncIterator[AsyncIterator[bytes]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            for n in range(8):
+                read_so_far.append(n)
+                yield bytes([65 + n]) * CHUNK_SIZE
+                if n == 1:
+                    opened.set()
+
+        yield chunks()
+
+    async def make() -> Upper:
+        # The source must be open and flowing before the codec exists: a pipeline that made the
+        # codec first would wait here forever.
+        with anyio.fail_after(10):
+            await opened.wait()
+        assert read_so_far, "the source was not read while the late codec was being made"
+        return Upper()
+
+    writer = MemoryWriter()
+    result = run(
+        Pipeline(source(), [Transform("doubler", Doubler()), LateTransform("late-upper", make)], memory_sink(writer))
+    )
+    expected = Doubler()
+    want = b"".join(expected.update(bytes([65 + n]) * CHUNK_SIZE) for n in range(8)) + expected.finish()
+    assert writer.data == want.upper()
+    assert [stage.name for stage in result.stages] == ["source", "doubler", "late-upper", "sink"]
+    assert result.sha256 == hashlib.sha256(want.upper()).hexdigest()
+
+
+def test_a_late_transform_that_cannot_be_made_fails_the_run_and_commits_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    closed: list[bool] = []
+
+    @asynccontextmanager
+    async def source() -> AsyncIterator[AsyncIterator[bytes]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * CHUNK_SIZE
+
+        try:
+            yield chunks()
+        finally:
+            closed.append(True)
+
+    async def make() -> Upper:
+        await anyio.sleep(0.05)
+        raise StorageError("the key service is unreachable")
+
+    with pytest.raises(StorageError, match="key service"):
+        run(Pipeline(source(), [LateTransform("encrypt", make)], file_sink(tmp_path / "out.bin")))
+    assert list(tmp_path.iterdir()) == []
+    assert closed == [True]
 
 
 class FailingWriter:

@@ -21,7 +21,7 @@ from backstream import (
     hookimpl,
     make_plugin_manager,
 )
-from backstream.plugins import BUILTIN_PLUGINS, DEFAULT_PLUGINS, FAMILIES
+from backstream.plugins import BUILTIN_LISTENERS, BUILTIN_PLUGINS, DEFAULT_PLUGINS, FAMILIES, LIFECYCLE_HOOKS
 
 
 class NullFactory:
@@ -184,6 +184,32 @@ def test_the_built_in_table_names_the_families_each_module_registers() -> None:
         module = importlib.import_module(dotted)
         registered = {hooks[name] for name in dir(module) if name in hooks}
         assert registered == set(families), dotted
+
+
+def test_the_built_in_listeners_are_exactly_the_modules_with_a_lifecycle_hook() -> None:
+    """A job announces its events to BUILTIN_LISTENERS only: a built-in listener left out would never hear one."""
+    import importlib
+
+    listening = {
+        dotted
+        for dotted in BUILTIN_PLUGINS
+        if any(hasattr(importlib.import_module(dotted), hook) for hook in LIFECYCLE_HOOKS)
+    }
+    assert listening == set(BUILTIN_LISTENERS)
+
+
+def test_announcing_a_job_imports_no_built_in_that_does_not_listen() -> None:
+    code = (
+        "import sys; from datetime import datetime, timezone; "
+        "from backstream.plugins import Plugins; from backstream.events import JobStarted; "
+        "p = Plugins.load(autoload=False); p.compressors(); "
+        "p.job_started(JobStarted(job_id='b1', kind='backup', started_at=datetime.now(timezone.utc))); "
+        "print(sorted(m for m in sys.modules if m.startswith('backstream_plugins.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = eval(out)  # a list literal printed by the child
+    assert "backstream_plugins.compress.zstd" in loaded
+    assert not any(".notify." in name or ".kms." in name or ".mysql" in name for name in loaded), loaded
 
 
 def test_built_ins_are_imported_only_when_their_family_is_first_used() -> None:

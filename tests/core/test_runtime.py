@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-
 from backstream.runtime import StopSignals, run_async
 
 

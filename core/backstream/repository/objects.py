@@ -21,8 +21,8 @@ from typing import Protocol
 
 import anyio
 
-from backstream.errors import IntegrityError, primary_error
-from backstream.pipeline import LINK_CHUNKS, Pipeline, Transform
+from backstream.errors import ConfigError, IntegrityError, primary_error
+from backstream.pipeline import LINK_CHUNKS, LateTransform, Pipeline, Transform
 from backstream.progress import Progress
 from backstream.protocols import ByteSink, ByteSource, ByteWriter, Codec, CompressorFactory
 from backstream.repository.manifest import ObjectRecord
@@ -43,10 +43,14 @@ class Sealing:
 class ObjectCodecs(Protocol):
     """What the object path needs from the plugins: a compressor by name and the key envelope.
 
-    ``sealing`` returns None when objects are stored unencrypted; ``unsealing`` reads an encrypted
-    object's header from ``stored``, checks it is bound to ``context``, and returns the decrypting
-    stage and the rest of the stream. ``where`` names the object in messages and the audit log.
+    ``encrypts`` tells whether new objects are encrypted, and ``sealing`` then gives the
+    encrypting stage (None when they are not); ``unsealing`` reads an encrypted object's header
+    from ``stored``, checks it is bound to ``context``, and returns the decrypting stage and the
+    rest of the stream. ``where`` names the object in messages and the audit log.
     """
+
+    @property
+    def encrypts(self) -> bool: ...
 
     def compressor(self, name: str) -> CompressorFactory: ...
 
@@ -128,11 +132,24 @@ async def store_object(
     then it is compressed with ``codec`` and, when ``codecs`` seals, encrypted with ``context``
     bound into the header (a read must name the same context). Returns the object's record."""
     options = {str(k): str(v) for k, v in (codec_options or {}).items()}
-    transforms = [*taps, Transform(f"compress:{codec}", codecs.compressor(codec).compressor(options))]
-    sealing = await codecs.sealing(context, f"{repository.url}/{path}")
-    if sealing is not None:
-        transforms.append(sealing.transform)
+    transforms: list[Transform | LateTransform] = [
+        *taps,
+        Transform(f"compress:{codec}", codecs.compressor(codec).compressor(options)),
+    ]
+    sealed: list[Sealing] = []
+    if codecs.encrypts:
+
+        async def seal() -> Codec:
+            # Awaited while the source opens: a passphrase's KDF overlaps the dump tool's start.
+            sealing = await codecs.sealing(context, f"{repository.url}/{path}")
+            if sealing is None:
+                raise ConfigError(f"{path}: the codecs said they encrypt but gave no encrypting stage")
+            sealed.append(sealing)
+            return sealing.transform.codec
+
+        transforms.append(LateTransform("encrypt", seal))
     result = await Pipeline(data, transforms, repository.storage.open_write(path)).run()
+    sealing = sealed[0] if sealed else None
     return ObjectRecord(
         name=name,
         path=path,
