@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fixtures.s3 import S3Bucket
@@ -321,14 +320,17 @@ def test_kill_9_during_a_backup_commits_nothing_and_the_next_backup_recovers_the
     assert list((Path(repo) / "locks").glob("*.json")) == []
 
 
-def _backup_until_midway(
-    tmp_path: Path, repo: str, env: dict[str, str], preexec: Any = None
-) -> subprocess.Popen[bytes]:
+def _backup_until_midway(tmp_path: Path, repo: str, env: dict[str, str], ignored: str = "") -> subprocess.Popen[bytes]:
+    """A backup started with the signal ``ignored`` (e.g. "TERM") ignored by its parent, as
+    ``trap '' TERM`` or ``nohup`` leave it: set by a shell that execs backstream (an ignored
+    signal stays ignored across exec), not by ``preexec_fn``, which is unsafe in a test process
+    that has other libraries' threads (grpc's poller aborted a forked child)."""
     source = make_random_db(tmp_path / "big.db", mib=48)
     argv = [sys.executable, "-m", "backstream.cli.main", "backup", sqlite_url(source), "--repo", repo]
-    process = subprocess.Popen(
-        [*argv, "--compress", "zstd:19"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec
-    )
+    argv += ["--compress", "zstd:19"]
+    if ignored:
+        argv = ["bash", "-c", f"trap '' {ignored}; exec \"$@\"", "bash", *argv]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not [p for p in Path(repo).glob("backups/*/data/*") if p.stat().st_size > 2**20]:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -337,7 +339,7 @@ def _backup_until_midway(
 
 
 def test_a_sigterm_that_the_caller_ignores_stays_ignored(tmp_path: Path, repo: str, env: dict[str, str]) -> None:
-    process = _backup_until_midway(tmp_path, repo, env, lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    process = _backup_until_midway(tmp_path, repo, env, ignored="TERM")
     try:
         process.send_signal(signal.SIGTERM)  # as under `trap '' TERM` (or nohup, for SIGHUP)
         process.communicate(timeout=120)
@@ -349,7 +351,7 @@ def test_a_sigterm_that_the_caller_ignores_stays_ignored(tmp_path: Path, repo: s
 
 def test_sigterm_stops_a_backup_whose_sigint_is_ignored(tmp_path: Path, repo: str, env: dict[str, str]) -> None:
     before = listed_ids(repo, env)
-    process = _backup_until_midway(tmp_path, repo, env, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    process = _backup_until_midway(tmp_path, repo, env, ignored="INT")
     try:
         process.send_signal(signal.SIGTERM)  # a background job of a script: `backstream backup ... &`
         _, err = process.communicate(timeout=60)
