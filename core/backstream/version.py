@@ -1,7 +1,7 @@
 """The backstream version: the one place it is written (pyproject.toml reads it from here).
 
-A literal, not ``importlib.metadata``: reading the installed metadata costs ~30 ms at every start
-of the command line, and a source tree that is not installed knows its version too.
+A literal, not a lookup in the installed metadata: no search through the installed distributions
+for it at start-up, and a source tree that is not installed knows its version too.
 """
 
 from __future__ import annotations
