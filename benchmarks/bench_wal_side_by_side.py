@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the repository root, for tests.fixtures
 import bench_pg_backup as pgb
 import benchlib
+from bench_side_by_side import rounds
 
 from tests.fixtures.postgres import PostgresServer, start_postgres
+from tests.fixtures.postgres import _free_port as free_port
 
 BACKSTREAM = pgb.BACKSTREAM
 PASSPHRASE = pgb.PASSPHRASE
@@ -112,7 +113,7 @@ def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = pgb_free_port()
+    port = free_port()
     moto = str(Path(sys.executable).with_name("moto_server"))
     process = subprocess.Popen(
         [moto, "-H", "127.0.0.1", "-p", str(port), "-c", str(cert), "-k", str(key)],
@@ -133,14 +134,6 @@ def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("the moto server did not start")
-
-
-def pgb_free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the methods ---------------------------------------------------------------------------------
@@ -178,23 +171,16 @@ def pgbackrest_conf(work: Path, server: PostgresServer, storage: str, s3: tuple[
 def backstream_conf(work: Path, name: str, storage: str, encrypt: str, s3: tuple[int, Path] | None) -> Path:
     """A wal.toml for one backstream method (its own repository)."""
     conf = work / f"wal-{name}.toml"
-    lines = []
-    if storage == "local":
-        repo = work / f"bs-{name}"
-        lines.append(f'repo = "{repo}"')
-    else:
-        repo_url = f"s3://{BUCKET}/bs-{name}"
-        lines.append(f'repo = "{repo_url}"')
-    lines.append('compress = "zstd:3"')
+    repo = str(work / f"bs-{name}") if storage == "local" else f"s3://{BUCKET}/bs-{name}"
+    lines = [f'repo = "{repo}"', 'compress = "zstd:3"']
     if encrypt:
         lines.append(f'encrypt = ["{encrypt}"]')
     if s3 is not None:
         lines += ["", "[storage_options]", f'endpoint_url = "https://localhost:{s3[0]}"', 'key = "bench"']
         lines += ['secret = "bench"']
     conf.write_text("\n".join(lines) + "\n")
-    init_repo = lines[0].split('"')[1]
     env = bs_env(s3)
-    init = [BACKSTREAM, "init", "--repo", init_repo]
+    init = [BACKSTREAM, "init", "--repo", repo]
     if s3 is not None:
         init += ["--storage-option", f"endpoint_url=https://localhost:{s3[0]}"]
     subprocess.run(init, check=True, capture_output=True, env=env)
@@ -270,13 +256,6 @@ def measure(command: str, env: dict[str, str], *, check_others: bool) -> dict[st
         if not check_others or other <= pgb.MAX_OTHER_CPU * wall or attempt == pgb.TRIES - 1:
             return {"wall": round(wall, 4), "cpu": round(cpu, 4), "other_cpu": round(other, 4), "discarded": attempt}
     raise AssertionError("unreachable")
-
-
-def rounds(count: int, names: list[str]) -> Iterator[tuple[int, str]]:
-    for n in range(count):
-        shift = n % len(names)
-        for name in names[shift:] + names[:shift]:
-            yield n, name
 
 
 def main(argv: list[str] | None = None) -> int:
